@@ -1,0 +1,1 @@
+"""Neural networks that map spectrogram segments to genre logits."""
