@@ -1,0 +1,1 @@
+"""From audio files to segment tensors: sources -> audio -> splits -> features -> datamodule."""

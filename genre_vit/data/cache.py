@@ -1,0 +1,144 @@
+"""Segment tensors for a whole source, computed once and stored under a content hash.
+
+An entry holds every readable track's segments (one tensor), which track each segment comes
+from, and the skip list. It is keyed by exactly what changes it (source, decoding, feature
+settings), written to a temporary file and renamed into place, so readers see all or nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import track as progress
+
+from genre_vit.data.audio import AudioError, load_audio
+from genre_vit.data.features import SegmentFeatures
+from genre_vit.data.sources import TrackList
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass
+class SegmentTable:
+    """All segments of a track list: `segments[i]` belongs to track `track_index[i]`.
+
+    segments: (N, F, T) float32; track_index: (N,) int64 indexing the track list; skipped:
+    (path, reason) for every track that yielded no segment.
+    """
+
+    segments: torch.Tensor
+    track_index: torch.Tensor
+    skipped: list[tuple[str, str]]
+
+
+def cache_key(identity: dict, sample_rate: int, clip_seconds: float | None, features: SegmentFeatures) -> str:
+    settings = {"format": CACHE_FORMAT, "source": identity, "sample_rate": sample_rate,
+                "clip_seconds": clip_seconds, "features": features.settings}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _extract_one(args: tuple[str, SegmentFeatures, int, float | None]) -> torch.Tensor | str:
+    """One track -> (segments, F, T), or the reason it is skipped."""
+    path, features, sample_rate, clip_seconds = args
+    try:
+        wave = load_audio(path, sample_rate, clip_seconds)
+    except AudioError as err:
+        return str(err)
+    segments = features(wave)
+    if segments.shape[0] == 0:
+        return f"shorter than one segment ({wave.numel() / sample_rate:.2f} s < {features.segment_seconds:.2f} s)"
+    if not torch.isfinite(segments).all():
+        return "non-finite features"
+    return segments
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core: no oversubscription
+
+
+def extract_segments(tracks: TrackList, features: SegmentFeatures, sample_rate: int,
+                     clip_seconds: float | None, workers: int) -> SegmentTable:
+    """Decode and featurise every track (in `workers` processes), skipping unusable ones with a warning."""
+    jobs = [(p, features, sample_rate, clip_seconds) for p in tracks.paths]
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        results = map(_extract_one, jobs)
+    else:
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker)
+        results = pool.map(_extract_one, jobs, chunksize=4)
+    chunks, owners, skipped = [], [], []
+    try:
+        for i, result in enumerate(progress(results, total=len(jobs), description="Extracting features", transient=True)):
+            if isinstance(result, str):
+                log.warning("Skipping %s: %s", tracks.paths[i], result)
+                skipped.append((tracks.paths[i], result))
+            else:
+                chunks.append(result)
+                owners.append(torch.full((result.shape[0],), i, dtype=torch.int64))
+    finally:
+        if workers > 1:
+            pool.shutdown()
+    shape = features.image_shape
+    segments = torch.cat(chunks) if chunks else torch.zeros(0, *shape)
+    track_index = torch.cat(owners) if owners else torch.zeros(0, dtype=torch.int64)
+    return SegmentTable(segments, track_index, skipped)
+
+
+class FeatureCache:
+    """Content-addressed store of SegmentTables under `root`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.extractions = 0  # how many tables this object computed rather than loaded
+
+    def path(self, key: str) -> Path:
+        return self.root / "features" / f"{key}.pt"
+
+    def load(self, key: str, paths: list[str]) -> SegmentTable | None:
+        """The stored table for `key`, or None if absent; a damaged entry is removed with a warning."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            table = SegmentTable(entry["segments"], entry["track_index"], [tuple(s) for s in entry["skipped"]])
+            if entry["paths"] != paths or table.segments.shape[0] != table.track_index.shape[0]:
+                raise ValueError("its track list does not match the data")
+        except Exception as err:  # noqa: BLE001 - any failure to read means: rebuild
+            log.warning("Feature cache entry %s is damaged (%s); rebuilding it", path, str(err).splitlines()[0][:200])
+            path.unlink(missing_ok=True)
+            return None
+        log.info("Feature cache hit: %s (%d segments)", path, table.segments.shape[0])
+        return table
+
+    def store(self, key: str, paths: list[str], table: SegmentTable) -> Path:
+        """Write atomically: a temporary file in the same folder, then rename over the final name."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save({"segments": table.segments, "track_index": table.track_index,
+                            "skipped": [list(s) for s in table.skipped], "paths": paths}, f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def get_or_build(self, key: str, tracks: TrackList, build) -> SegmentTable:
+        table = self.load(key, tracks.paths)
+        if table is None:
+            table = build()
+            self.extractions += 1
+            path = self.store(key, tracks.paths, table)
+            log.info("Feature cache stored: %s (%d segments)", path, table.segments.shape[0])
+        return table

@@ -1,0 +1,186 @@
+"""GenreDataModule: tracks -> folds (by track) -> cached segments -> in-memory batches."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from genre_vit.data.cache import FeatureCache, SegmentTable, cache_key, extract_segments
+from genre_vit.data.features import SegmentFeatures
+from genre_vit.data.sources import DataError, Source, TrackList, track_id
+from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
+
+log = logging.getLogger(__name__)
+
+
+class SegmentBatches(Dataset):
+    """Index with a list of segment positions -> one whole batch, by tensor indexing.
+
+    Yields (segments (B, F, T), labels (B,), track ids (B,)); no per-item Python work.
+    """
+
+    def __init__(self, segments: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor):
+        self.segments, self.labels, self.tracks = segments, labels, tracks
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(index)
+        return self.segments[index].float(), self.labels[index], self.tracks[index]
+
+
+NORMALIZATIONS = ("per_bin", "global")
+
+
+def normalization_stats(segments: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, F, T) training segments -> (F,) mean and std, per frequency row or one global value."""
+    dims = (0, 2) if mode == "per_bin" else (0, 1, 2)
+    mean, std = segments.mean(dim=dims), segments.std(dim=dims).clamp_min(1e-3)
+    rows = segments.shape[1]
+    return mean.expand(rows).clone(), std.expand(rows).clone()
+
+
+class GenreDataModule(L.LightningDataModule):
+    """Segments of one split of the tracks into train / validation (/ test).
+
+    `split="kfold"`: validation tracks are fold `fold` of `num_folds` stratified folds, after an
+    optional stratified test hold-out of `test_fraction`. `split="filtered"`: GTZAN's
+    fault-filtered lists (`fold` is ignored). Splits are decided per track before segmenting,
+    so no validation or test track contributes a training segment. Features come from (and go
+    to) the shared feature cache. `root` is where the source's audio lives (recorded in the
+    hyper-parameters; the source reads it).
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Source,
+        root: str,
+        features: SegmentFeatures,
+        sample_rate: int,
+        clip_seconds: float | None,
+        split: str,
+        num_folds: int,
+        fold: int,
+        split_seed: int,
+        test_fraction: float,
+        normalization: str,
+        batch_size: int,
+        eval_batch_size: int,
+        feature_workers: int,
+        cache_dir: str,
+        report_dir: str | None,
+        seed: int,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["source", "features"])
+        self.source, self.features = source, features
+        self.cache = FeatureCache(cache_dir)
+        self.table: SegmentTable | None = None
+        self.missing: list[str] = []  # tracks a split lists that are not on disk
+        self.test_set: SegmentBatches | None = None
+        self.norm_mean: torch.Tensor | None = None
+        self.norm_std: torch.Tensor | None = None
+
+    @cached_property
+    def track_list(self) -> TrackList:
+        return self.source.tracks()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.track_list.classes
+
+    def prepare_data(self) -> None:
+        self._load_table()
+
+    def _load_table(self) -> SegmentTable:
+        if self.table is None:
+            hp = self.hparams
+            key = cache_key(self.source.identity(), hp.sample_rate, hp.clip_seconds, self.features)
+            workers = hp.feature_workers or os.cpu_count() or 1
+            self.table = self.cache.get_or_build(key, self.track_list, lambda: extract_segments(
+                self.track_list, self.features, hp.sample_rate, hp.clip_seconds, workers))
+        return self.table
+
+    def track_roles(self) -> np.ndarray:
+        """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track."""
+        hp, tracks = self.hparams, self.track_list
+        if hp.split == "filtered":
+            roles, self.missing = filtered_roles([track_id(p) for p in tracks.paths])
+            if self.missing:
+                log.warning("%d tracks of the filtered split are missing on disk: %s%s", len(self.missing),
+                            ", ".join(self.missing[:10]), " ..." if len(self.missing) > 10 else "")
+            return roles
+        return kfold_roles(tracks.labels, hp.num_folds, hp.fold, hp.split_seed, hp.test_fraction)
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "train_set", None) is not None:
+            return
+        tracks = self.track_list
+        table = self._load_table()
+        roles = torch.from_numpy(self.track_roles())
+        skipped = self._report_skipped(table)
+        used = torch.unique(table.track_index).numpy()
+        for label, name in enumerate(tracks.classes):
+            if not np.any(np.asarray(tracks.labels)[used] == label):
+                raise DataError(f"class {name!r} has no readable track (all its files were skipped)")
+        labels = torch.as_tensor(tracks.labels)[table.track_index]
+        segment_role = roles[table.track_index]
+        self.train_set, self.val_set, self.test_set = (
+            self._subset(table, labels, segment_role == role) for role in (TRAIN, VAL, TEST))
+        if len(self.train_set) == 0 or len(self.val_set) == 0:
+            raise DataError(f"data.split={self.hparams.split!r} leaves no training or no validation segment")
+        self.norm_mean, self.norm_std = normalization_stats(table.segments[segment_role == TRAIN], self.hparams.normalization)
+        self.counts = {
+            f"{name}_{unit}": int(n)
+            for name, subset in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
+            for unit, n in (("tracks", torch.unique(subset.tracks).numel()), ("segments", len(subset)))
+        }
+        self.counts["skipped_files"] = skipped
+        log.info("Split %s (fold %d of %d): %s", self.hparams.split, self.hparams.fold, self.hparams.num_folds, self.counts)
+
+    @staticmethod
+    def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatches:
+        return SegmentBatches(table.segments[mask], labels[mask], table.track_index[mask])
+
+    def _report_skipped(self, table: SegmentTable) -> int:
+        """Print the count and write `skipped.csv`: unusable files, and listed tracks not on disk."""
+        for path, reason in self.track_list.ignored:
+            log.warning("Skipping %s: %s", path, reason)
+        rows = (self.track_list.ignored + table.skipped
+                + [(t, "listed in the filtered split but missing on disk") for t in self.missing])
+        if rows:
+            log.warning("Skipped %d files of %d (listed in skipped.csv in the run directory)", len(rows),
+                        len(self.track_list) + len(self.track_list.ignored))
+        if self.hparams.report_dir:
+            path = Path(self.hparams.report_dir) / "skipped.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["path", "reason"])
+                writer.writerows(rows)
+        return len(rows)
+
+    def _loader(self, dataset: SegmentBatches, batch_size: int, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if not self.test_set:
+            raise DataError("no test tracks: set data.test_fraction > 0 or use data.split=filtered")
+        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)

@@ -1,0 +1,104 @@
+"""Waveform -> log-spectrogram -> fixed-length segments -> images, as torchaudio-style modules."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import torchaudio.transforms as T
+from torch import nn
+
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
+
+
+class LogPower(nn.Module):
+    """(..., freq, frames) power -> decibels, floored at 1e-10 (-100 dB) so silence stays finite."""
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        return 10.0 * torch.log10(power.clamp_min(1e-10))
+
+
+class Segmenter(nn.Module):
+    """(freq, frames) -> (segments, freq, segment_frames): windows every `step` frames.
+
+    Frames past the last whole window are dropped; a spectrogram shorter than one window gives
+    zero segments.
+    """
+
+    def __init__(self, segment_frames: int, segment_step: int):
+        super().__init__()
+        self.segment_frames, self.segment_step = segment_frames, segment_step
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if spec.shape[-1] < self.segment_frames:
+            return spec.new_zeros(0, spec.shape[-2], self.segment_frames)
+        return spec.unfold(-1, self.segment_frames, self.segment_step).permute(1, 0, 2).contiguous()
+
+
+class Resize(nn.Module):
+    """(n, freq, frames) -> (n, *size) by antialiased bilinear interpolation; None keeps the size."""
+
+    def __init__(self, size: Sequence[int] | None):
+        super().__init__()
+        self.size = tuple(size) if size is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is None or tuple(x.shape[-2:]) == self.size:
+            return x
+        if x.shape[0] == 0:
+            return x.new_zeros(0, *self.size)
+        return F.interpolate(x.unsqueeze(1), size=self.size, mode="bilinear", antialias=True, align_corners=False).squeeze(1)
+
+
+class SegmentFeatures(nn.Module):
+    """(samples,) waveform -> (segments, *image_shape) float32 log-spectrogram images.
+
+    `spectrogram` maps (samples,) -> (freq, frames) power with `num_bins` rows; `frame_rate` is
+    frames per second. Subclasses choose the spectrogram; segmenting and resizing are shared.
+    """
+
+    def __init__(self, spectrogram: nn.Module, num_bins: int, frame_rate: float, segment_frames: int,
+                 segment_step: int, image_size: Sequence[int] | None):
+        super().__init__()
+        if segment_frames < 1 or segment_step < 1:
+            raise ValueError(f"features.segment_frames={segment_frames} and features.segment_step={segment_step} must be >= 1")
+        self.spectrogram = nn.Sequential(spectrogram, LogPower())
+        self.segment = Segmenter(segment_frames, segment_step)
+        self.resize = Resize(image_size)
+        self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
+        self.segment_seconds = segment_frames / frame_rate
+        # Everything that changes the output: the feature cache is keyed by it, checkpoints carry it.
+        self.settings = {"segment_frames": segment_frames, "segment_step": segment_step,
+                         "image_size": list(self.resize.size) if self.resize.size else None}
+
+    @torch.no_grad()
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.resize(self.segment(self.spectrogram(wave)))
+
+
+class StftFeatures(SegmentFeatures):
+    """Linear-frequency STFT power in dB (the original report's features): n_fft // 2 + 1 rows."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
+                 segment_step: int, image_size: Sequence[int] | None):
+        if window not in WINDOWS:
+            raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
+        spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=WINDOWS[window], power=2.0)
+        super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size)
+        self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
+                         "window": window, **self.settings}
+
+
+class MelFeatures(SegmentFeatures):
+    """Mel-scaled power in dB: `n_mels` rows."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
+                 f_max: float | None, window: str, segment_frames: int, segment_step: int,
+                 image_size: Sequence[int] | None):
+        if window not in WINDOWS:
+            raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
+        spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                f_min=f_min, f_max=f_max, window_fn=WINDOWS[window], power=2.0)
+        super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size)
+        self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
+                         "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **self.settings}

@@ -1,0 +1,108 @@
+"""Where tracks come from: lists of (audio file, genre label) and the class names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+
+class DataError(Exception):
+    """The data set as a whole cannot be used (missing root, no classes, an empty class)."""
+
+
+@dataclass(frozen=True)
+class TrackList:
+    """Tracks in a fixed order: `paths[i]` has genre `classes[labels[i]]`.
+
+    `ignored` lists (path, reason) for files in class folders that are not audio.
+    """
+
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class Source(Protocol):
+    """Anything that lists tracks; `identity()` names its content for the feature cache."""
+
+    def tracks(self) -> TrackList: ...
+
+    def identity(self) -> dict: ...
+
+
+def list_class_folders(root: str | Path, classes: list[str] | None = None) -> TrackList:
+    """Tracks of a `<root>/<class>/<file>` tree; classes are the sorted folder names unless given."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root={str(root)!r} is not a directory: expected a folder with one sub-folder per class")
+    if classes is None:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"data.root={str(root)!r} holds no class folders: expected <root>/<class>/<audio files>")
+    paths, labels, ignored = [], [], []
+    for label, name in enumerate(classes):
+        entries = sorted(p for p in (root / name).glob("*") if p.is_file())
+        files = [p for p in entries if p.suffix.lower() in AUDIO_EXTENSIONS]
+        ignored += [(str(p), f"not an audio file (extensions: {' '.join(AUDIO_EXTENSIONS)})")
+                    for p in entries if p.suffix.lower() not in AUDIO_EXTENSIONS]
+        if not files:
+            raise DataError(f"class folder {str(root / name)!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        paths += [str(p) for p in files]
+        labels += [label] * len(files)
+    return TrackList(paths, labels, list(classes), ignored)
+
+
+@dataclass
+class FolderSource:
+    """Any class-per-folder audio collection."""
+
+    root: str
+
+    def tracks(self) -> TrackList:
+        return list_class_folders(self.root)
+
+    def identity(self) -> dict:
+        return {"kind": "folder", "root": str(Path(self.root).expanduser().resolve())}
+
+
+@dataclass
+class GtzanSource:
+    """A GTZAN copy in any common layout, with GTZAN's genre list from torchaudio.
+
+    `root` may hold `genres/` (the original `.au` release), `genres_original/` (the repackaged
+    `.wav` release, also inside a `Data/` folder), or the ten genre folders directly.
+    """
+
+    root: str
+
+    def folder(self) -> Path:
+        from torchaudio.datasets.gtzan import gtzan_genres
+
+        root = Path(self.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.root={str(root)!r} is not a directory: expected a GTZAN copy "
+                            f"(genres/<genre>/<genre>.000NN.au or genres_original/<genre>/<genre>.000NN.wav)")
+        for candidate in (root, root / "genres", root / "genres_original", root / "Data" / "genres_original"):
+            if any((candidate / genre).is_dir() for genre in gtzan_genres):
+                return candidate
+        raise DataError(f"data.root={str(root)!r} holds no GTZAN genre folders ({', '.join(gtzan_genres)}), "
+                        f"directly or under genres/ or genres_original/")
+
+    def tracks(self) -> TrackList:
+        from torchaudio.datasets.gtzan import gtzan_genres
+
+        return list_class_folders(self.folder(), classes=list(gtzan_genres))
+
+    def identity(self) -> dict:
+        return {"kind": "gtzan", "root": str(self.folder().resolve())}
+
+
+def track_id(path: str) -> str:
+    """GTZAN's id of a track file: `.../blues/blues.00029.wav` -> `blues.00029`."""
+    return Path(path).stem

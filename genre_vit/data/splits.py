@@ -1,0 +1,69 @@
+"""Track-level splits: every decision is made per track, before any segment exists.
+
+A split gives each track a role: TRAIN, VAL, TEST or UNUSED.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+TRAIN, VAL, TEST, UNUSED = 0, 1, 2, -1
+SPLITS = ("kfold", "filtered")
+
+
+def stratified_folds(labels: Sequence[int], num_folds: int, seed: int) -> np.ndarray:
+    """Assign each track a fold in [0, num_folds): (tracks,) int array.
+
+    Each class is shuffled with `seed` and dealt round-robin, starting where the previous class
+    stopped, so every fold gets each class's tracks in near-equal numbers and fold sizes differ
+    by at most one.
+    """
+    labels = np.asarray(labels)
+    if num_folds < 2:
+        raise ValueError(f"data.num_folds={num_folds} must be at least 2")
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        folds[members] = (start + np.arange(len(members))) % num_folds
+        start = (start + len(members)) % num_folds
+    return folds
+
+
+def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+    """(tracks,) bool mask of a held-out set: `fraction` of each class (rounded), chosen by `seed`."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 1])  # independent of the fold shuffle with the same seed
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held[members[: int(round(fraction * len(members)))]] = True
+    return held
+
+
+def kfold_roles(labels: Sequence[int], num_folds: int, fold: int, seed: int, test_fraction: float) -> np.ndarray:
+    """Roles for fold `fold`: an optional stratified test hold-out first, then k folds of the rest."""
+    labels = np.asarray(labels)
+    roles = np.full(len(labels), TRAIN, dtype=np.int64)
+    test = stratified_holdout(labels, test_fraction, seed) if test_fraction > 0 else np.zeros(len(labels), bool)
+    roles[test] = TEST
+    rest = np.flatnonzero(~test)
+    folds = stratified_folds(labels[rest], num_folds, seed)
+    roles[rest[folds == fold]] = VAL
+    return roles
+
+
+def filtered_roles(track_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """GTZAN's fault-filtered split (Kereliuk & Sturm, as shipped by torchaudio).
+
+    Returns the roles of `track_ids` (tracks in no list are UNUSED) and the listed ids that are
+    missing from `track_ids`.
+    """
+    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
+
+    listed = {**{t: TRAIN for t in filtered_train}, **{t: VAL for t in filtered_valid}, **{t: TEST for t in filtered_test}}
+    roles = np.array([listed.get(t, UNUSED) for t in track_ids], dtype=np.int64)
+    present = set(track_ids)
+    return roles, sorted(t for t in listed if t not in present)
