@@ -1,0 +1,124 @@
+"""GenreClassifier: the LightningModule around a spectrogram network (loss, metrics, optimizers)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from genre_vit.metrics import TrackVoteAccuracy
+
+
+class GenreClassifier(L.LightningModule):
+    """Classifies (B, F, T) log-spectrogram segments into genres.
+
+    The per-frequency normalisation (mean, std over the training fold) lives in buffers, so it
+    is saved with the checkpoint and applied identically in training, validation and predict.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
+        label_smoothing: float,
+        class_names: list[str],
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        rows = net.patch_embed.img_size[0]
+        self.register_buffer("norm_mean", torch.zeros(rows, 1))
+        self.register_buffer("norm_std", torch.ones(rows, 1))
+        num_classes = len(class_names)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_track_acc = TrackVoteAccuracy()
+        self.test_track_acc = TrackVoteAccuracy()
+        self.val_track_acc_best = MaxMetric()
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-row statistics (F,) of the training segments."""
+        self.norm_mean.copy_(mean.reshape(-1, 1))
+        self.norm_std.copy_(std.reshape(-1, 1))
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and getattr(datamodule, "norm_mean", None) is not None:
+            self.set_normalization(datamodule.norm_mean, datamodule.norm_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F, T) dB segments -> (B, classes) logits."""
+        return self.net((x - self.norm_mean) / self.norm_std)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        self.val_track_acc_best.reset()  # forget the sanity check's numbers
+
+    def _evaluation_step(self, stage: str, batch: tuple[torch.Tensor, ...]) -> None:
+        x, y, tracks = batch
+        logits = self(x)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits, y)
+        getattr(self, f"{stage}_track_acc").update(logits, y, tracks)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
+
+    def _log_track_accuracy(self, stage: str) -> torch.Tensor:
+        metric = getattr(self, f"{stage}_track_acc")
+        value = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/track_acc", value, prog_bar=True)
+        return value
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluation_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        track_acc = self._log_track_accuracy("val")
+        if not self.trainer.sanity_checking:
+            self.val_track_acc_best(track_acc)
+            self.log("val/track_acc_best", self.val_track_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluation_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_track_accuracy("test")
+
+    def configure_optimizers(self):
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        optimizer = self.optimizer_factory(params=self.net.param_groups(weight_decay))
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float,
+                  min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over `warmup_fraction` of the steps, then cosine decay to `min_lr_ratio` x lr."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

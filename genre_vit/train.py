@@ -1,0 +1,111 @@
+"""Train one fold: compose config -> validate -> instantiate -> fit -> evaluate best -> metrics.json.
+
+    python -m genre_vit.train fold=0
+    python -m genre_vit.train -m fold=0,1,2,3,4
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from genre_vit.config import ConfigError, validate
+from genre_vit.data.sources import DataError
+
+log = logging.getLogger(__name__)
+
+# conf/ sits beside the package in the repository; an editable install finds it from any directory.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run the configured training; return the metrics written to `metrics.json`."""
+    started = time.time()
+    features = instantiate(cfg.features)
+    validate(cfg, features.image_shape)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    datamodule = instantiate(cfg.data, features=features)
+    net = instantiate(cfg.model, img_size=list(features.image_shape), num_classes=len(datamodule.classes))
+    model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    final = _scalars(trainer.callback_metrics)
+
+    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
+    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
+    best, best_epoch = final, trainer.current_epoch - 1
+    # A logger-less trainer scores the best checkpoint, so its numbers do not join the epoch curves.
+    evaluator: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    if best_path:
+        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+        best = _scalars(evaluator.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
+    test = {}
+    if datamodule.test_set:
+        test = _scalars(evaluator.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
+
+    metrics = {
+        "status": "completed",
+        "fold": cfg.fold,
+        "num_folds": cfg.data.num_folds,
+        "best": {k: v for k, v in best.items() if k.startswith("val/")},
+        "final": final,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch,
+        **datamodule.counts,
+        "num_params": sum(p.numel() for p in net.parameters()),
+        "best_checkpoint": best_path,
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", metrics["best"].get("val/track_acc", float("nan")),
+             best_epoch, output_dir / "metrics.json")
+    return metrics
+
+
+def optimized_value(metrics: dict, name: str | None) -> float | None:
+    """The metric a sweeper maximises, looked up in the final metrics (e.g. `val/track_acc_best`)."""
+    if not name:
+        return None
+    if name not in metrics["final"]:
+        raise ConfigError(f"optimized_metric={name!r} is not a logged metric: allowed {sorted(metrics['final'])}")
+    return metrics["final"][name]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        if cfg.get("print_config"):
+            log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        return optimized_value(train(cfg), cfg.get("optimized_metric"))
+    except (ConfigError, DataError) as err:
+        log.error("Invalid config: %s", err)
+        print(f"error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode.name == "RUN":
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
