@@ -1,0 +1,33 @@
+# genre-vit: `make train` and `make test` set up .venv on first use, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with dev extras (no-op when current)
+
+train: install  ## train with the default config; pass overrides as ARGS="fold=1 optim.lr=1e-4"
+	$(BIN)/python -m genre_vit.train $(ARGS)
+
+test: install  ## run the test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+tensorboard: install  ## open TensorBoard on every run under outputs/
+	$(BIN)/tensorboard --logdir outputs
+
+clean:  ## remove run outputs, caches and the virtual environment
+	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,45 @@
+"""Shared helpers: compose the real config, and run the real entry point in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from genre_vit.train import CONFIG_DIR
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `python -m genre_vit.train OVERRIDES` would run with (hydra keys included)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m MODULE ARGS` as a user would, returning its exit code and output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_tone(path: Path, seconds: float, rate: int = 22050, channels: int = 1, freq: float = 440.0,
+               subtype: str | None = None) -> np.ndarray:
+    """Write a sine tone (optionally multi-channel) and return the samples written."""
+    t = np.arange(int(seconds * rate)) / rate
+    data = 0.5 * np.sin(2 * np.pi * freq * t)
+    data = np.stack([data * (c + 1) / channels for c in range(channels)], axis=1) if channels > 1 else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype)
+    return data
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache folder for the whole session, so the tiny synthetic set is generated once."""
+    return tmp_path_factory.mktemp("cache")

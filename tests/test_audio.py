@@ -1,0 +1,65 @@
+"""Decoding: any soundfile format -> mono float32 at the configured rate and length."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from genre_vit.data.audio import AudioError, load_audio
+from tests.conftest import write_tone
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".au", "PCM_16"), (".flac", "PCM_24"), (".ogg", "VORBIS")])
+def test_formats_decode_to_the_same_tone(tmp_path, suffix, subtype):
+    written = write_tone(tmp_path / f"tone{suffix}", 1.0, subtype=subtype)
+    wave = load_audio(tmp_path / f"tone{suffix}", 22050, None)
+    assert wave.dtype == torch.float32 and wave.shape == (22050,)
+    tolerance = 0.05 if subtype == "VORBIS" else 1e-3
+    assert np.abs(wave.numpy()[1000:-1000] - written[1000:-1000]).max() < tolerance
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    data = write_tone(tmp_path / "stereo.wav", 0.5, channels=2, subtype="FLOAT")  # channels a/2 and a
+    wave = load_audio(tmp_path / "stereo.wav", 22050, None)
+    assert np.allclose(wave.numpy(), data.mean(axis=1), atol=1e-6)
+
+
+def test_44k_is_resampled_keeping_pitch_and_duration(tmp_path):
+    write_tone(tmp_path / "hi.wav", 2.0, rate=44100, freq=1000.0, subtype="FLOAT")
+    wave = load_audio(tmp_path / "hi.wav", 22050, None)
+    assert wave.shape == (44100,)
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    assert np.argmax(spectrum) * 22050 / len(wave) == pytest.approx(1000.0, abs=1.0)
+    assert wave.abs().max() == pytest.approx(0.5, abs=0.01)
+
+
+def test_clip_seconds_cuts_long_and_pads_short(tmp_path):
+    write_tone(tmp_path / "two.wav", 2.0)
+    assert load_audio(tmp_path / "two.wav", 22050, 1.0).shape == (22050,)
+    padded = load_audio(tmp_path / "two.wav", 22050, 3.0)
+    assert padded.shape == (66150,) and padded[44100:].abs().max() == 0
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "unreadable audio"),
+    (b"this is not audio at all" * 40, "unreadable audio"),
+])
+def test_unreadable_files_raise_with_a_reason(tmp_path, content, reason):
+    (tmp_path / "bad.wav").write_bytes(content)
+    with pytest.raises(AudioError, match=reason):
+        load_audio(tmp_path / "bad.wav", 22050, 30)
+
+
+def test_truncated_file_is_unreadable_or_short(tmp_path):
+    write_tone(tmp_path / "full.wav", 1.0)
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:30])
+    with pytest.raises(AudioError):
+        load_audio(tmp_path / "cut.wav", 22050, 30)
+
+
+def test_silent_and_nan_audio_are_refused(tmp_path):
+    sf.write(tmp_path / "zero.wav", np.zeros(22050), 22050)
+    sf.write(tmp_path / "nan.wav", np.full(22050, np.nan), 22050, subtype="FLOAT")
+    with pytest.raises(AudioError, match="silent"):
+        load_audio(tmp_path / "zero.wav", 22050, None)
+    with pytest.raises(AudioError, match="non-finite"):
+        load_audio(tmp_path / "nan.wav", 22050, None)

@@ -1,0 +1,85 @@
+"""The feature cache: computed once per setting, shared, atomic, and self-repairing."""
+import logging
+
+import pytest
+import torch
+
+from tests.test_sources import gtzan_tree, make_datamodule
+
+
+@pytest.fixture
+def gtzan(tmp_path):
+    gtzan_tree(tmp_path / "gtzan", "genres", ".au", per_genre=2)
+    return [f"data=gtzan", f"data.root={tmp_path / 'gtzan'}"]
+
+
+def test_second_run_and_other_folds_extract_nothing(tmp_path, gtzan):
+    first = make_datamodule(tmp_path, *gtzan)
+    first.setup("fit")
+    assert first.cache.extractions == 1
+    for overrides in ([], ["fold=3"], ["optim.lr=1e-2"], ["model.embed_dim=64"]):
+        again = make_datamodule(tmp_path, *gtzan, *overrides)
+        again.setup("fit")
+        assert again.cache.extractions == 0
+        assert again.table.segments.shape == first.table.segments.shape
+
+
+def test_changing_n_fft_makes_a_new_entry(tmp_path, gtzan):
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    other = make_datamodule(tmp_path, *gtzan, "features.n_fft=512")
+    other.setup("fit")
+    assert other.cache.extractions == 1
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 2
+    assert other.table.segments.shape[1] == 257
+
+
+def test_truncated_entry_is_detected_and_rebuilt(tmp_path, gtzan, caplog):
+    dm = make_datamodule(tmp_path, *gtzan)
+    dm.setup("fit")
+    (entry,) = (tmp_path / "cache" / "features").glob("*.pt")
+    entry.write_bytes(entry.read_bytes()[:1000])
+    rebuilt = make_datamodule(tmp_path, *gtzan)
+    with caplog.at_level(logging.WARNING):
+        rebuilt.setup("fit")
+    assert rebuilt.cache.extractions == 1
+    assert any("is damaged" in r.getMessage() and entry.name in r.getMessage() for r in caplog.records)
+    assert (rebuilt.table.segments == dm.table.segments).all()
+
+
+def test_no_temporary_files_are_left_behind(tmp_path, gtzan):
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    assert not [p for p in (tmp_path / "cache" / "features").iterdir() if p.suffix != ".pt"]
+
+
+def test_extraction_in_worker_processes_matches_one_process(tmp_path, gtzan):
+    one = make_datamodule(tmp_path / "a", *gtzan)
+    two = make_datamodule(tmp_path / "b", *gtzan, "data.feature_workers=2")
+    one.setup("fit"), two.setup("fit")
+    assert (one.table.segments == two.table.segments).all()
+
+
+@pytest.mark.parametrize("mode", ["per_bin", "global"])
+def test_normalization_uses_training_tracks_only(tmp_path, gtzan, mode):
+    dm = make_datamodule(tmp_path, *gtzan, f"data.normalization={mode}")
+    dm.setup("fit")
+    train = dm.train_set.segments
+    assert dm.norm_mean.shape == (train.shape[1],)
+    expected = train.mean(dim=(0, 2)) if mode == "per_bin" else train.mean().expand(train.shape[1])
+    assert torch.allclose(dm.norm_mean, expected, atol=1e-4)
+    everything = dm.table.segments.mean(dim=(0, 2)) if mode == "per_bin" else dm.table.segments.mean()
+    assert not torch.allclose(dm.norm_mean, everything.expand(train.shape[1]), atol=1e-4)
+
+
+def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+    from tests.test_sources import SMALL_FEATURES
+    dm = make_datamodule(tmp_path, *gtzan)
+    dm.setup("fit")
+    cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2", "model.patch_size=[43,16]")
+    net = instantiate(cfg.model, img_size=list(dm.features.image_shape), num_classes=10)
+    module = instantiate(cfg.module, net=net, class_names=dm.classes)
+    module.set_normalization(dm.norm_mean, dm.norm_std)
+    state = module.state_dict()
+    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean) and torch.equal(state["norm_std"].flatten(), dm.norm_std)

@@ -1,0 +1,48 @@
+"""Every config group composes, and the objects it describes can be built."""
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from genre_vit.train import CONFIG_DIR
+from tests.conftest import compose_config
+
+GROUP_OPTIONS = sorted(
+    (group.name, option.stem)
+    for group in Path(CONFIG_DIR).iterdir() if group.is_dir()
+    for option in group.glob("*.yaml")
+)
+REQUIRED = {("data", "folder"): ["data.root=/tmp/nowhere"], ("data", "gtzan"): ["data.root=/tmp/nowhere"]}
+
+
+def test_every_group_has_options():
+    groups = {g for g, _ in GROUP_OPTIONS}
+    assert {"paths", "data", "features", "model", "optim", "trainer", "logger", "callbacks", "hydra", "debug"} <= groups
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS)
+def test_group_option_composes(group, option):
+    cfg = compose_config(f"{group}={option}", *REQUIRED.get((group, option), []))
+    assert cfg.fold == 0 and cfg.model.patch_size is not None
+
+
+def test_defaults_are_the_original_design():
+    cfg = compose_config()
+    assert list(cfg.features.image_size) == [128, 32] and cfg.features.n_fft == 256
+    assert cfg.features.segment_frames == 512
+    assert list(cfg.model.patch_size) == [16, 4]
+    assert (cfg.model.embed_dim, cfg.model.depth, cfg.model.num_heads, cfg.model.pool) == (128, 8, 4, "mean")
+    assert cfg.data.num_folds == 5 and cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("features", ["stft", "mel"])
+def test_features_and_model_instantiate_together(features):
+    cfg = compose_config(f"features={features}")
+    feats = instantiate(cfg.features)
+    net = instantiate(cfg.model, img_size=list(feats.image_shape), num_classes=10)
+    assert net.patch_embed.num_patches > 0
+
+
+def test_data_root_override_reaches_the_source():
+    cfg = compose_config("data=folder", "data.root=/music")
+    assert cfg.data.source.root == "/music"

@@ -1,0 +1,59 @@
+"""Features: log-spectrogram -> segments every `segment_step` frames -> resized images."""
+import pytest
+import torch
+
+from genre_vit.data.features import MelFeatures, Segmenter, StftFeatures
+
+
+def stft(**overrides) -> StftFeatures:
+    kwargs = dict(sample_rate=22050, n_fft=256, hop_length=256, window="hann", segment_frames=512, segment_step=256,
+                  image_size=[128, 32])
+    return StftFeatures(**{**kwargs, **overrides})
+
+
+def test_thirty_seconds_give_nine_half_overlapping_segments_of_the_report_size():
+    segments = stft()(torch.randn(22050 * 30))
+    # 661500 samples / hop 256 -> 2585 frames; windows of 512 every 256 -> 9
+    assert segments.shape == (9, 128, 32) and segments.dtype == torch.float32
+
+
+def test_full_resolution_keeps_frequency_bins_and_frames():
+    feats = stft(image_size=None)
+    assert feats.image_shape == (129, 512)
+    assert feats(torch.randn(22050 * 10)).shape[1:] == (129, 512)
+
+
+def test_segmenter_windows_are_the_spectrogram_columns():
+    spec = torch.arange(3 * 10, dtype=torch.float32).reshape(3, 10)
+    segments = Segmenter(4, 3)(spec)
+    assert segments.shape == (3, 3, 4)
+    assert torch.equal(segments[1], spec[:, 3:7]) and torch.equal(segments[2], spec[:, 6:10])
+
+
+def test_too_short_audio_gives_no_segment():
+    assert stft()(torch.randn(22050)).shape == (0, 128, 32)
+
+
+def test_log_power_is_decibels_and_finite_on_silence():
+    feats = stft(image_size=None)
+    loud, quiet = torch.randn(22050 * 7), torch.zeros(22050 * 7)
+    quiet[0] = 1e-3
+    diff = feats(loud).mean() - feats(0.1 * loud).mean()
+    assert diff == pytest.approx(20.0, abs=0.1)  # 10x amplitude = +20 dB
+    assert torch.isfinite(feats(quiet)).all()
+
+
+def test_mel_features_have_n_mels_rows():
+    feats = MelFeatures(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=64, f_min=0.0, f_max=None, window="hann",
+                        segment_frames=128, segment_step=64, image_size=None)
+    assert feats(torch.randn(22050 * 6)).shape[1:] == (64, 128)
+
+
+def test_changing_n_fft_changes_the_settings():
+    assert stft().settings != stft(n_fft=512).settings
+    assert stft().settings == stft().settings
+
+
+def test_unknown_window_is_refused_by_key():
+    with pytest.raises(ValueError, match="features.window"):
+        stft(window="kaiser")
