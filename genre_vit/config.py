@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.vit import check_patch_grid
+from genre_vit.module import LOGGED_METRICS
 
 
 class ConfigError(ValueError):
@@ -16,6 +17,9 @@ class ConfigError(ValueError):
 
 def validate(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     """Raise ConfigError for the first invalid setting. `image_shape` is the features' (F, T)."""
+    metric = cfg.get("optimized_metric")
+    if metric and metric not in LOGGED_METRICS:
+        raise ConfigError(f"optimized_metric={metric!r} is not a logged metric: allowed {list(LOGGED_METRICS)}")
     if cfg.data.split not in SPLITS:
         raise ConfigError(f"data.split={cfg.data.split!r} is invalid: allowed {list(SPLITS)}")
     if cfg.data.normalization not in NORMALIZATIONS:

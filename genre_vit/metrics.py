@@ -15,8 +15,9 @@ def vote_by_track(logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tens
     return sums / counts, track_labels
 
 
-class TrackVoteAccuracy(Metric):
-    """Accuracy over tracks, each classified by the mean of its segments' logits.
+class TrackVotes(Metric):
+    """Collects segment logits; `compute` returns ((K,) predicted, (K,) true) labels of the K
+    tracks, each classified by the mean of its segments' logits.
 
     Keeps every segment's logits until `compute`, so segments of one track may arrive in any
     batch and (under DDP) on any process.
@@ -35,6 +36,15 @@ class TrackVoteAccuracy(Metric):
         self.labels.append(labels)
         self.tracks.append(tracks)
 
-    def compute(self) -> torch.Tensor:
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         track_logits, track_labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), dim_zero_cat(self.tracks))
-        return (track_logits.argmax(dim=1) == track_labels).float().mean()
+        return track_logits.argmax(dim=1), track_labels
+
+
+def track_scores(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:
+    """Accuracy, macro-F1 and the (true x predicted) confusion matrix of track predictions."""
+    confusion = torch.bincount(true * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
+    hits = confusion.diag().float()
+    f1 = 2 * hits / (confusion.sum(0) + confusion.sum(1)).clamp_min(1)
+    present = confusion.sum(1) > 0
+    return {"acc": hits.sum() / confusion.sum().clamp_min(1), "f1": f1[present].mean(), "confusion": confusion.cpu()}

@@ -11,7 +11,12 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from genre_vit.metrics import TrackVoteAccuracy
+from genre_vit.data.features import SpecAugment
+from genre_vit.metrics import TrackVotes, track_scores
+
+
+# What a run logs; `optimized_metric` must be one of these.
+LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best")
 
 
 class GenreClassifier(L.LightningModule):
@@ -19,6 +24,10 @@ class GenreClassifier(L.LightningModule):
 
     The per-frequency normalisation (mean, std over the training fold) lives in buffers, so it
     is saved with the checkpoint and applied identically in training, validation and predict.
+    `augment` holds SpecAugment masking (`freq_mask`, `time_mask`, `num_masks`) and `mixup_alpha`
+    (0 = off), applied to training batches only. `recipe` (set by the train entry) describes
+    the features and network, and is saved in every checkpoint so that predict needs nothing
+    else.
     """
 
     def __init__(
@@ -28,9 +37,12 @@ class GenreClassifier(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
         label_smoothing: float,
         class_names: list[str],
+        augment: dict,
+        seed: int,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        # logger=False: the train entry writes the full config and final metrics to HPARAMS once.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         rows = net.patch_embed.img_size[0]
@@ -40,9 +52,13 @@ class GenreClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_track_acc = TrackVoteAccuracy()
-        self.test_track_acc = TrackVoteAccuracy()
+        self.val_tracks = TrackVotes()
+        self.test_tracks = TrackVotes()
         self.val_track_acc_best = MaxMetric()
+        self.val_track_acc_best.persistent(True)  # resumed runs keep their best so far
+        self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"])
+        self.recipe: dict = {}
+        self.last_val_confusion: torch.Tensor | None = None  # (true, predicted) track counts, for pictures
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-row statistics (F,) of the training segments."""
@@ -54,14 +70,31 @@ class GenreClassifier(L.LightningModule):
         if stage == "fit" and getattr(datamodule, "norm_mean", None) is not None:
             self.set_normalization(datamodule.norm_mean, datamodule.norm_std)
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.norm_mean) / self.norm_std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) dB segments -> (B, classes) logits."""
-        return self.net((x - self.norm_mean) / self.norm_std)
+        return self.net(self.normalize(x))
+
+    def on_train_batch_start(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        # Augmentation draws depend on (seed, step) only, not on what else drew random numbers
+        # before (a resumed run's data loader does), so resuming reproduces them.
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        x = self.spec_augment(self.normalize(x))
+        smoothing, alpha = self.hparams.label_smoothing, self.hparams.augment["mixup_alpha"]
+        if alpha > 0:
+            mix = float(torch.distributions.Beta(alpha, alpha).sample())
+            partner = torch.randperm(x.shape[0], device=x.device)
+            logits = self.net(mix * x + (1 - mix) * x[partner])
+            loss = (mix * F.cross_entropy(logits, y, label_smoothing=smoothing)
+                    + (1 - mix) * F.cross_entropy(logits, y[partner], label_smoothing=smoothing))
+        else:
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -75,31 +108,37 @@ class GenreClassifier(L.LightningModule):
         logits = self(x)
         accuracy = getattr(self, f"{stage}_acc")
         accuracy(logits, y)
-        getattr(self, f"{stage}_track_acc").update(logits, y, tracks)
+        getattr(self, f"{stage}_tracks").update(logits, y, tracks)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
 
-    def _log_track_accuracy(self, stage: str) -> torch.Tensor:
-        metric = getattr(self, f"{stage}_track_acc")
-        value = metric.compute()
-        metric.reset()
-        self.log(f"{stage}/track_acc", value, prog_bar=True)
-        return value
+    def _log_track_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """Track-level accuracy (the number that matters) and macro-F1 of the epoch."""
+        votes = getattr(self, f"{stage}_tracks")
+        scores = track_scores(*votes.compute(), len(self.hparams.class_names))
+        votes.reset()
+        self.log(f"{stage}/track_acc", scores["acc"], prog_bar=True)
+        self.log(f"{stage}/f1", scores["f1"])
+        return scores
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._evaluation_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        track_acc = self._log_track_accuracy("val")
+        scores = self._log_track_metrics("val")
+        self.last_val_confusion = scores["confusion"]
         if not self.trainer.sanity_checking:
-            self.val_track_acc_best(track_acc)
+            self.val_track_acc_best(scores["acc"])
             self.log("val/track_acc_best", self.val_track_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._evaluation_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        self._log_track_accuracy("test")
+        self._log_track_metrics("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["genre_vit_recipe"] = self.recipe
 
     def configure_optimizers(self):
         weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)

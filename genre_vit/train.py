@@ -43,11 +43,15 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data, features=features)
     net = instantiate(cfg.model, img_size=list(features.image_shape), num_classes=len(datamodule.classes))
     model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
+    model.recipe = {  # everything predict needs besides the weights
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "features": OmegaConf.to_container(cfg.features, resolve=True),
+        "image_shape": list(features.image_shape), "class_names": list(datamodule.classes),
+        "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
+    }
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     final = _scalars(trainer.callback_metrics)
@@ -79,9 +83,19 @@ def train(cfg: DictConfig) -> dict:
         "wall_time_s": round(time.time() - started, 1),
     }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log_hparams(trainer, cfg, metrics)
     log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", metrics["best"].get("val/track_acc", float("nan")),
              best_epoch, output_dir / "metrics.json")
     return metrics
+
+
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict) -> None:
+    """One HPARAMS record per run: every config value with the run's best and test metrics."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**metrics["best"], **metrics["test"]}.items()}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params, metrics=scores)
+        logger.finalize("success")
 
 
 def optimized_value(metrics: dict, name: str | None) -> float | None:

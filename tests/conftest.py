@@ -43,3 +43,16 @@ def write_tone(path: Path, seconds: float, rate: int = 22050, channels: int = 1,
 def shared_cache(tmp_path_factory) -> Path:
     """One cache folder for the whole session, so the tiny synthetic set is generated once."""
     return tmp_path_factory.mktemp("cache")
+
+
+TINY = ("debug=fast", "fold=1")  # the tiny run every end-to-end test compares against
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_cache) -> Path:
+    """One `python -m genre_vit.train debug=fast fold=1` run, started from an unrelated directory."""
+    out = tmp_path_factory.mktemp("run")
+    result = run_module("genre_vit.train", *TINY, f"paths.output_root={out}", f"paths.cache_dir={shared_cache}",
+                        f"hydra.run.dir={out}/run", cwd=out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "run"

@@ -10,7 +10,7 @@ from tests.test_sources import gtzan_tree, make_datamodule
 @pytest.fixture
 def gtzan(tmp_path):
     gtzan_tree(tmp_path / "gtzan", "genres", ".au", per_genre=2)
-    return [f"data=gtzan", f"data.root={tmp_path / 'gtzan'}"]
+    return ["data=gtzan", f"data.root={tmp_path / 'gtzan'}"]
 
 
 def test_second_run_and_other_folds_extract_nothing(tmp_path, gtzan):

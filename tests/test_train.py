@@ -1,6 +1,5 @@
 """The real entry point, end to end on a tiny synthetic set, and its refusals of bad settings."""
 import json
-from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -8,16 +7,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from genre_vit.config import ConfigError
 from genre_vit.train import train
 from tests.conftest import compose_config, run_module
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, shared_cache) -> Path:
-    """One `python -m genre_vit.train debug=fast` run from an unrelated working directory."""
-    out = tmp_path_factory.mktemp("run")
-    result = run_module("genre_vit.train", "debug=fast", "fold=1", f"paths.output_root={out}",
-                        f"paths.cache_dir={shared_cache}", f"hydra.run.dir={out}/run", cwd=out)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out / "run"
 
 
 def test_run_writes_metrics_json(tiny_run):
@@ -51,6 +40,10 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("fold=5", r"fold=5 is invalid: allowed 0..4"),
     ("fold=-1", r"fold=-1 is invalid: allowed 0..4"),
     ("data.num_folds=1", r"data.num_folds=1 is invalid: allowed integers >= 2"),
+    ("optimized_metric=val/accuracy", r"optimized_metric='val/accuracy' is not a logged metric: allowed \['train/loss'"),
+    ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
+    ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
+    ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
 ])
 def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message):
     cfg = compose_config(override, f"paths.output_root={tmp_path}")
@@ -65,3 +58,31 @@ def test_invalid_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "model.patch_size=[16, 5]" in errors[0]
     assert "Traceback" not in result.stderr and not (tmp_path / "cache").exists()
+
+
+def test_hparams_tab_lists_the_config_with_final_metrics(tiny_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(tiny_run / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    start = plugin_data_pb2.HParamsPluginData.FromString(acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
+    hparams = start.session_start_info.hparams
+    assert hparams["model/embed_dim"].number_value == 32 and hparams["fold"].number_value == 1
+    assert hparams["model/patch_size"].string_value == "[16, 4]"
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    logged = acc.Scalars("hparams/val_track_acc")
+    assert logged[-1].value == pytest.approx(metrics["best"]["val/track_acc"])
+
+
+def test_confusion_matrix_and_examples_are_images_per_epoch(tiny_run):
+    acc = EventAccumulator(str(tiny_run / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    assert len(acc.Images("val/confusion_matrix")) == 2
+    assert acc.Images("val/examples")[0].width > 200
+    assert acc.Images("val/confusion_matrix")[0].encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_history_csv_has_a_row_per_epoch(tiny_run):
+    lines = (tiny_run / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,lr")
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]

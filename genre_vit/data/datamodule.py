@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from genre_vit.data.cache import FeatureCache, SegmentTable, cache_key, extract_segments
 from genre_vit.data.features import SegmentFeatures
@@ -35,6 +35,25 @@ class SegmentBatches(Dataset):
     def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(index)
         return self.segments[index].float(), self.labels[index], self.tracks[index]
+
+
+class ShuffledBatches(Sampler[list[int]]):
+    """Batches of a permutation drawn from (seed, epoch): the order of an epoch does not depend
+    on what ran before it, so a resumed run sees the same batches as an uninterrupted one.
+    Lightning calls `set_epoch` before each epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        yield from (order[i : i + self.batch_size].tolist() for i in range(0, self.size, self.batch_size))
 
 
 NORMALIZATIONS = ("per_bin", "global")
@@ -81,7 +100,7 @@ class GenreDataModule(L.LightningDataModule):
         seed: int,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["source", "features"])
+        self.save_hyperparameters(ignore=["source", "features"], logger=False)
         self.source, self.features = source, features
         self.cache = FeatureCache(cache_dir)
         self.table: SegmentTable | None = None
@@ -170,9 +189,9 @@ class GenreDataModule(L.LightningDataModule):
         return len(rows)
 
     def _loader(self, dataset: SegmentBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+        batches = (ShuffledBatches(len(dataset), batch_size, self.hparams.seed) if shuffle
+                   else BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False))
+        return DataLoader(dataset, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)

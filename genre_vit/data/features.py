@@ -102,3 +102,20 @@ class MelFeatures(SegmentFeatures):
         super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **self.settings}
+
+
+class SpecAugment(nn.Module):
+    """Training-time masking of (B, F, T) normalised segments (Park et al., 2019).
+
+    `num_masks` frequency bands of up to `freq_mask` rows and time spans of up to `time_mask`
+    columns are set to 0 (the normalised mean), drawn independently for every segment.
+    """
+
+    def __init__(self, freq_mask: int, time_mask: int, num_masks: int):
+        super().__init__()
+        self.masks = nn.Sequential(*(
+            [T.FrequencyMasking(freq_mask, iid_masks=True)] * (num_masks if freq_mask else 0)
+            + [T.TimeMasking(time_mask, iid_masks=True)] * (num_masks if time_mask else 0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.masks(x.unsqueeze(1)).squeeze(1) if len(self.masks) else x

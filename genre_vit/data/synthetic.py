@@ -179,7 +179,9 @@ class _Renderer:
 
     def __init__(self, style: Style, rng: np.random.Generator, sample_rate: int, num_samples: int):
         self.s, self.rng, self.sr, self.n = style, rng, sample_rate, num_samples
-        u = lambda r: float(rng.uniform(*r))  # noqa: E731
+        def u(bounds: tuple[float, float]) -> float:
+            return float(rng.uniform(*bounds))
+
         self.tempo, self.swing = u(style.tempo), u(style.swing)
         self.partials = int(rng.integers(style.partials[0], style.partials[1] + 1))
         self.rolloff, self.attack, self.decay, self.drive = u(style.rolloff), u(style.attack), u(style.decay), u(style.drive)

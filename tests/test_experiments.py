@@ -1,0 +1,18 @@
+"""Presets compose to what they promise."""
+from tests.conftest import compose_config
+
+
+def test_paper_preset_is_the_original_report():
+    cfg = compose_config("experiment=paper")
+    assert cfg.features._target_.endswith("StftFeatures") and cfg.features.n_fft == 256
+    assert (cfg.features.segment_frames, list(cfg.features.image_size)) == (512, [128, 32])
+    assert list(cfg.model.patch_size) == [16, 4] and (cfg.model.embed_dim, cfg.model.depth, cfg.model.num_heads) == (128, 8, 4)
+    assert cfg.model.pool == "mean" and cfg.trainer.max_epochs == 30 and cfg.data.num_folds == 5
+    assert cfg.optim.scheduler is None and cfg.augment.freq_mask == 0 and cfg.augment.mixup_alpha == 0
+
+
+def test_mel_recipe_keeps_full_resolution_and_the_token_count():
+    cfg = compose_config("experiment=mel_specaugment")
+    assert cfg.features._target_.endswith("MelFeatures") and cfg.features.image_size is None
+    assert (cfg.features.n_mels // cfg.model.patch_size[0]) * (cfg.features.segment_frames // cfg.model.patch_size[1]) == 64
+    assert cfg.augment.freq_mask > 0 and cfg.optim.scheduler is not None
