@@ -1,0 +1,109 @@
+"""Predict genres of audio files with a trained checkpoint: a table and predictions.csv.
+
+    python -m genre_vit.predict ckpt=outputs/runs/.../checkpoints/last.ckpt input=song.wav
+
+The checkpoint carries its feature settings, normalisation and class names; nothing else is
+needed. Files that cannot be decoded get a row with the error; the others are still predicted.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from genre_vit.data.audio import AudioError, load_audio
+from genre_vit.data.sources import AUDIO_EXTENSIONS
+from genre_vit.train import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """A checkpoint's features and network: audio file -> (classes,) genre probabilities."""
+
+    def __init__(self, ckpt_path: str | Path):
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        recipe = checkpoint.get("genre_vit_recipe")
+        if not recipe:
+            raise ValueError(f"{ckpt_path} is not a genre_vit checkpoint (it has no recipe)")
+        self.recipe, self.class_names = recipe, recipe["class_names"]
+        self.features = instantiate(recipe["features"])
+        self.net = instantiate(recipe["model"], img_size=recipe["image_shape"], num_classes=len(self.class_names))
+        state = checkpoint["state_dict"]
+        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        self.net.eval()
+        self.mean, self.std = state["norm_mean"], state["norm_std"]
+
+    @torch.no_grad()
+    def probabilities(self, path: str | Path, clip_seconds: float | None, batch_size: int) -> torch.Tensor:
+        """Mean of the segments' logits, softmaxed. Raises AudioError for unusable audio."""
+        wave = load_audio(path, self.recipe["sample_rate"], clip_seconds)
+        segments = self.features(wave)
+        if segments.shape[0] == 0:
+            raise AudioError(f"shorter than one segment ({self.features.segment_seconds:.2f} s)")
+        logits = torch.cat([self.net((chunk - self.mean) / self.std) for chunk in segments.split(batch_size)])
+        return logits.mean(dim=0).softmax(dim=0)
+
+
+def audio_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"input={str(path)!r} is neither a file nor a folder")
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def predict(cfg: DictConfig) -> list[dict]:
+    predictor = Predictor(cfg.ckpt)
+    k = min(cfg.top_k, len(predictor.class_names))
+    rows = []
+    for path in audio_files(Path(cfg.input)):
+        row = {"path": str(path), "genre": "", "error": ""}
+        try:
+            probs = predictor.probabilities(path, cfg.clip_seconds, cfg.batch_size)
+        except AudioError as err:
+            row["error"] = str(err)
+            log.warning("Cannot predict %s: %s", path, err)
+        else:
+            top = probs.topk(k)
+            row["genre"] = predictor.class_names[top.indices[0]]
+            for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+                row[f"top{rank}"], row[f"top{rank}_prob"] = predictor.class_names[i], round(p, 4)
+        rows.append(row)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["path", "genre", *[f"top{r}{s}" for r in range(1, k + 1) for s in ("", "_prob")], "error"]
+    with output.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    show(rows, k, output)
+    return rows
+
+
+def show(rows: list[dict], k: int, output: Path) -> None:
+    table = Table(title=f"genre predictions ({output})")
+    table.add_column("track")
+    table.add_column("genre", style="bold")
+    for rank in range(1, k + 1):
+        table.add_column(f"top {rank}")
+    for row in rows:
+        cells = [f"{row[f'top{r}']} {row[f'top{r}_prob']:.2f}" if f"top{r}" in row else "" for r in range(1, k + 1)]
+        table.add_row(Path(row["path"]).name, row["genre"] or f"[red]error: {row['error']}[/red]", *cells)
+    Console(width=160).print(table)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

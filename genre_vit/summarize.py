@@ -1,0 +1,179 @@
+"""Summarise run directories: summary.csv (a row per job), summary.md (a row per setting, mean ±
+std over folds, best first) and the original report's pictures as PNG.
+
+    python -m genre_vit.summarize outputs/multiruns/2026-11-23_10-00-00
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+SPLIT_KEYS = ("fold",)  # overrides that pick a fold, not a setting
+IGNORED_PREFIXES = ("paths.", "hydra.")
+METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")
+
+
+def job_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for a run (`.hydra/overrides.yaml`)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(path.read_text()) if path.exists() else []
+    return [o for o in overrides or [] if not o.lstrip("+~").startswith(IGNORED_PREFIXES)]
+
+
+def setting_of(overrides: list[str], common: set[str]) -> str:
+    """The hyper-parameter setting a job belongs to: its overrides without the fold and without
+    those every job shares."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in SPLIT_KEYS and o not in common]
+    return " ".join(sorted(kept)) or "(common settings)"
+
+
+def common_overrides(jobs: list[dict]) -> set[str]:
+    sets = [set(j["overrides"].split()) for j in jobs]
+    return set.intersection(*sets) if sets else set()
+
+
+def collect_jobs(root: Path) -> list[dict]:
+    """One record per run directory below `root` that holds a metrics.json or a .hydra folder."""
+    run_dirs = sorted({p.parent for p in root.rglob("metrics.json")} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
+    jobs = []
+    for run_dir in run_dirs:
+        overrides = job_overrides(run_dir)
+        job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": " ".join(overrides)}
+        metrics_path = run_dir / "metrics.json"
+        if metrics_path.exists():
+            metrics = json.loads(metrics_path.read_text())
+            job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error", ""),
+                       best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"), wall_time_s=metrics.get("wall_time_s"))
+            job.update({m: metrics.get("best", {}).get(m) for m in METRICS})
+            job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})
+        else:
+            job.update(status="failed", error="no metrics.json: the job stopped before it finished")
+        jobs.append(job)
+    common = common_overrides(jobs)
+    for job in jobs:
+        job["setting"] = setting_of(job["overrides"].split(), common)
+    return jobs
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group_settings(jobs: list[dict]) -> list[dict]:
+    """One row per setting with mean and std over its completed folds, best val/track_acc first."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for job in jobs:
+        groups[job["setting"]].append(job)
+    rows = []
+    for setting, members in groups.items():
+        done = [j for j in members if j["status"] == "completed" and j.get("val/track_acc") is not None]
+        row = {"setting": setting, "folds": len(done), "failed": len(members) - len(done)}
+        for metric in ("val/track_acc", "val/acc"):
+            row[metric] = _mean_std([j[metric] for j in done]) if done else (math.nan, math.nan)
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["val/track_acc"][0] if not math.isnan(r["val/track_acc"][0]) else math.inf)
+
+
+def write_csv(jobs: list[dict], path: Path) -> None:
+    columns = ["dir", "setting", "overrides", "status", "fold", *METRICS, "best_epoch", "epochs", "wall_time_s"]
+    columns += sorted({k for j in jobs for k in j if k.startswith("test/")}) + ["error"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(jobs)
+
+
+def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
+    common = sorted(common_overrides(jobs))
+    lines = [f"Overrides shared by every job: `{' '.join(common)}`" if common else "No override is shared by every job.", "",
+             "| rank | setting | folds | val/track_acc (mean ± std) | val/acc (mean ± std) | failed |",
+             "|---:|---|---:|---|---|---:|"]
+    for rank, row in enumerate(rows, 1):
+        cells = [f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m in ("val/track_acc", "val/acc")]
+        lines.append(f"| {rank} | `{row['setting']}` | {row['folds']} | {cells[0]} | {cells[1]} | {row['failed']} |")
+    failed = [j for j in jobs if j["status"] != "completed"]
+    if failed:
+        lines += ["", "Jobs that did not complete:", ""]
+        lines += [f"- `{j['dir']}` ({j['status']}): {j['error']}" for j in failed]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def plot_curves(root: Path, jobs: list[dict], path: Path) -> bool:
+    """Loss and accuracy against epoch, train and validation, a line per fold (the report's Fig. 3-4)."""
+    curves = [(j, read_history(root / j["dir"])) for j in jobs]
+    curves = [(j, h) for j, h in curves if h]
+    if not curves:
+        return False
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for job, history in curves:
+        epochs = [r["epoch"] for r in history]
+        label = f"fold {job.get('fold')}" + (f" {job['setting']}" if job["setting"] != "(common settings)" else "")
+        for ax, train_key, val_key in ((loss_ax, "train/loss_epoch", "val/loss"), (acc_ax, "train/acc", "val/track_acc")):
+            line, = ax.plot(epochs, [r.get(val_key, math.nan) for r in history], label=f"{label} val")
+            ax.plot(epochs, [r.get(train_key, math.nan) for r in history], "--", color=line.get_color(), label=f"{label} train")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (train dashed, validation solid)")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="train segment acc (dashed), val track acc (solid)")
+    acc_ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_settings(rows: list[dict], path: Path) -> None:
+    """A bar per setting: mean val/track_acc with its std over folds."""
+    rows = [r for r in rows if r["folds"]]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4.5))
+    ax.bar(range(len(rows)), [r["val/track_acc"][0] for r in rows], yerr=[r["val/track_acc"][1] for r in rows], capsize=4)
+    ax.set_xticks(range(len(rows)), [r["setting"].replace(" ", "\n") for r in rows], fontsize=7)
+    ax.set(ylabel="val/track_acc (mean ± std over folds)", ylim=(0, 1), title="settings, best first")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summarize(root: str | Path) -> list[Path]:
+    """Write summary.csv, summary.md, curves.png and settings.png into `root`; return the paths."""
+    root = Path(root)
+    jobs = collect_jobs(root)
+    if not jobs:
+        raise SystemExit(f"error: {root} holds no run directories (no metrics.json or .hydra/config.yaml below it)")
+    rows = group_settings(jobs)
+    written = [root / "summary.csv", root / "summary.md", root / "settings.png"]
+    write_csv(jobs, written[0])
+    write_markdown(rows, jobs, written[1])
+    plot_settings(rows, written[2])
+    if plot_curves(root, jobs, root / "curves.png"):
+        written.append(root / "curves.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", help="a multirun directory, or any directory holding run directories")
+    args = parser.parse_args(argv)
+    for path in summarize(args.dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

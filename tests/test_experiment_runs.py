@@ -1,0 +1,133 @@
+"""Experiment features through the real entry points: sweeps, summaries, seeds, resume, predict."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_vit.summarize import summarize
+from tests.conftest import TINY, run_module
+
+
+def train(tmp_path, shared_cache, *overrides, run_dir=None):
+    run_dir = run_dir or tmp_path / "run"
+    result = run_module("genre_vit.train", *TINY, f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
+                        f"hydra.run.dir={run_dir}", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, shared_cache):
+    """A 2x2 multirun: two embedding sizes, two folds."""
+    out = tmp_path_factory.mktemp("sweep")
+    result = run_module("genre_vit.train", "-m", "debug=fast", "model.embed_dim=16,32", "fold=0,1",
+                        f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "sweep"
+
+
+def test_multirun_writes_a_summary_row_per_job(sweep):
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["setting"], r["fold"]) for r in rows) == [
+        ("model.embed_dim=16", "0"), ("model.embed_dim=16", "1"), ("model.embed_dim=32", "0"), ("model.embed_dim=32", "1")]
+    assert all(r["status"] == "completed" and 0 <= float(r["val/track_acc"]) <= 1 for r in rows)
+
+
+def test_multirun_summary_ranks_settings_with_mean_and_std(sweep):
+    lines = (sweep / "summary.md").read_text().splitlines()
+    settings = [line for line in lines if line.startswith(("| 1 ", "| 2 "))]
+    assert len(settings) == 2 and all(" ± " in line and "| 2 |" in line for line in settings)
+    means = [float(line.split("|")[4].split("±")[0]) for line in settings]
+    assert means == sorted(means, reverse=True)
+
+
+def test_multirun_draws_curves_and_settings_as_png(sweep):
+    for name in ("curves.png", "settings.png"):
+        assert (sweep / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_summarize_remakes_the_files_for_an_existing_directory(sweep, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    for name in ("summary.csv", "summary.md", "curves.png", "settings.png"):
+        (copy / name).unlink()
+    result = run_module("genre_vit.summarize", str(copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (copy / "summary.md").read_text() == (sweep / "summary.md").read_text()
+    assert (copy / "curves.png").exists()
+
+
+def test_summarize_reports_a_job_that_did_not_finish(sweep, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    next(copy.glob("*/metrics.json")).unlink()
+    summarize(copy)
+    assert "did not complete" in (copy / "summary.md").read_text()
+    with open(copy / "summary.csv") as f:
+        assert sum(r["status"] == "failed" for r in csv.DictReader(f)) == 1
+
+
+def test_same_seed_gives_the_same_metrics(tiny_run, tmp_path, shared_cache):
+    again = train(tmp_path, shared_cache)
+    first = json.loads((tiny_run / "metrics.json").read_text())
+    assert again["final"] == first["final"] and again["best"] == first["best"]
+
+
+def test_other_seed_gives_other_metrics(tiny_run, tmp_path, shared_cache):
+    other = train(tmp_path, shared_cache, "seed=3")
+    assert other["final"]["train/loss_epoch"] != json.loads((tiny_run / "metrics.json").read_text())["final"]["train/loss_epoch"]
+
+
+def test_resume_from_last_ends_like_an_uninterrupted_run(tmp_path, shared_cache):
+    # A constant learning rate: stopping at max_epochs=1 must not change the schedule itself.
+    constant_lr = ("optim.scheduler=null", "augment=specaugment")
+    uninterrupted = train(tmp_path, shared_cache, *constant_lr, run_dir=tmp_path / "whole")
+    run_dir = tmp_path / "resumed"
+    half = train(tmp_path, shared_cache, *constant_lr, "trainer.max_epochs=1", run_dir=run_dir)
+    assert half["epochs"] == 1
+    resumed = train(tmp_path, shared_cache, *constant_lr, "trainer.max_epochs=2", "ckpt_path=last", run_dir=run_dir)
+    assert resumed["epochs"] == 2 and uninterrupted["epochs"] == 2
+    for key in ("train/loss_epoch", "val/loss", "val/track_acc", "val/track_acc_best"):
+        assert resumed["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
+
+
+def test_predict_needs_only_the_checkpoint_and_survives_a_corrupt_file(tiny_run, tmp_path):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    rate = 22050
+    sf.write(songs / "a.wav", np.sin(np.arange(rate * 9) * 0.05) * 0.3, rate)
+    (songs / "broken.wav").write_bytes(b"not audio" * 50)
+    sf.write(songs / "b.flac", np.random.default_rng(0).standard_normal(rate * 12) * 0.1, rate)
+    result = run_module("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={songs}",
+                        f"output={tmp_path / 'predictions.csv'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "predictions.csv") as f:
+        rows = {r["path"].rsplit("/", 1)[1]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"a.wav", "b.flac", "broken.wav"}
+    assert rows["broken.wav"]["error"].startswith("unreadable audio") and rows["broken.wav"]["genre"] == ""
+    for name in ("a.wav", "b.flac"):
+        probs = [float(rows[name][f"top{r}_prob"]) for r in (1, 2, 3)]
+        assert rows[name]["genre"] == rows[name]["top1"] and probs == sorted(probs, reverse=True) and sum(probs) <= 1.0001
+    assert "genre predictions" in result.stdout and "broken.wav" in result.stdout
+
+
+def test_optuna_search_runs_trials_and_returns_the_metric(tmp_path, shared_cache):
+    result = run_module("genre_vit.train", "hparams_search=optuna", "debug=fast", "hydra.sweeper.n_trials=2",
+                        "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
+                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = (tmp_path / "optuna" / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "best_value" in best
+    with open(tmp_path / "optuna" / "summary.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
+    from tests.conftest import compose_config
+    cfg = compose_config("sweep=patch_embed_lr")
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert set(cfg.hydra.sweeper.params) == {"model.patch_size", "model.embed_dim", "optim.lr", "fold"}
