@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test tensorboard clean
+.PHONY: help install train test bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ train: install  ## train with the default config; pass overrides as ARGS="fold=1
 
 test: install  ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+bench: install  ## benchmark (one JSON object); ARGS="bench.quick=true" for a quick run
+	$(BIN)/python -m genre_vit.bench $(ARGS)
 
 tensorboard: install  ## open TensorBoard on every run under outputs/
 	$(BIN)/tensorboard --logdir outputs

@@ -140,14 +140,18 @@ class GenreClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["genre_vit_recipe"] = self.recipe
 
-    def configure_optimizers(self):
+    def build_optimizer(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        """The configured optimizer (weight decay on matrices only) and per-step schedule."""
         weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
         optimizer = self.optimizer_factory(params=self.net.param_groups(weight_decay))
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total_steps) if self.scheduler_factory else None
+        return optimizer, scheduler
 
+    def configure_optimizers(self):
+        optimizer, scheduler = self.build_optimizer(int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float,
                   min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.data.sources import AUDIO_EXTENSIONS
+from genre_vit.models import build_network
 from genre_vit.train import CONFIG_DIR
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Predictor:
             raise ValueError(f"{ckpt_path} is not a genre_vit checkpoint (it has no recipe)")
         self.recipe, self.class_names = recipe, recipe["class_names"]
         self.features = instantiate(recipe["features"])
-        self.net = instantiate(recipe["model"], img_size=recipe["image_shape"], num_classes=len(self.class_names))
+        self.net = build_network({**recipe["model"], "compile": False}, recipe["image_shape"], len(self.class_names))
         state = checkpoint["state_dict"]
         self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         self.net.eval()

@@ -16,10 +16,12 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from genre_vit.config import ConfigError, validate
 from genre_vit.data.sources import DataError
+from genre_vit.models import build_network
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,12 @@ def train(cfg: DictConfig) -> dict:
     validate(cfg, features.image_shape)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function
+    if is_main_process:
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     datamodule = instantiate(cfg.data, features=features)
-    net = instantiate(cfg.model, img_size=list(features.image_shape), num_classes=len(datamodule.classes))
+    net = build_network(cfg.model, features.image_shape, len(datamodule.classes))
     model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
     model.recipe = {  # everything predict needs besides the weights
         "model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -59,14 +63,16 @@ def train(cfg: DictConfig) -> dict:
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
     best_path = best_checkpoint.best_model_path if best_checkpoint else ""
     best, best_epoch = final, trainer.current_epoch - 1
-    # A logger-less trainer scores the best checkpoint, so its numbers do not join the epoch curves.
-    evaluator: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    # The same trainer (under DDP a second one would launch processes again) scores the best
+    # checkpoint, with its loggers detached so that these numbers do not join the epoch curves.
+    loggers, trainer.loggers = trainer.loggers, []
     if best_path:
         best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
-        best = _scalars(evaluator.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
+        best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
     test = {}
     if datamodule.test_set:
-        test = _scalars(evaluator.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
+        test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
+    trainer.loggers = loggers
 
     metrics = {
         "status": "completed",
@@ -78,12 +84,15 @@ def train(cfg: DictConfig) -> dict:
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
         **datamodule.counts,
+        # tracks in the last validation's confusion matrix: all of them, gathered across processes
+        "val_tracks_scored": int(model.last_val_confusion.sum()) if model.last_val_confusion is not None else 0,
         "num_params": sum(p.numel() for p in net.parameters()),
         "best_checkpoint": best_path,
         "wall_time_s": round(time.time() - started, 1),
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log_hparams(trainer, cfg, metrics)
+    if is_main_process:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        log_hparams(trainer, cfg, metrics)
     log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", metrics["best"].get("val/track_acc", float("nan")),
              best_epoch, output_dir / "metrics.json")
     return metrics
@@ -122,4 +131,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # Call `main` through its importable module, not as `__main__.main`: launchers that pickle the
+    # task (submitit) then reference it by name instead of serialising this module's globals.
+    from genre_vit.train import main as importable_main
+
+    importable_main()

@@ -73,12 +73,13 @@ def test_normalization_uses_training_tracks_only(tmp_path, gtzan, mode):
 def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     from hydra.utils import instantiate
 
+    from genre_vit.models import build_network
     from tests.conftest import compose_config
     from tests.test_sources import SMALL_FEATURES
     dm = make_datamodule(tmp_path, *gtzan)
     dm.setup("fit")
     cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2", "model.patch_size=[43,16]")
-    net = instantiate(cfg.model, img_size=list(dm.features.image_shape), num_classes=10)
+    net = build_network(cfg.model, dm.features.image_shape, 10)
     module = instantiate(cfg.module, net=net, class_names=dm.classes)
     module.set_normalization(dm.norm_mean, dm.norm_std)
     state = module.state_dict()

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from genre_vit.models import build_network
 from genre_vit.train import CONFIG_DIR
 from tests.conftest import compose_config
 
@@ -39,10 +40,22 @@ def test_defaults_are_the_original_design():
 def test_features_and_model_instantiate_together(features):
     cfg = compose_config(f"features={features}")
     feats = instantiate(cfg.features)
-    net = instantiate(cfg.model, img_size=list(feats.image_shape), num_classes=10)
+    net = build_network(cfg.model, feats.image_shape, 10)
     assert net.patch_embed.num_patches > 0
 
 
 def test_data_root_override_reaches_the_source():
     cfg = compose_config("data=folder", "data.root=/music")
     assert cfg.data.source.root == "/music"
+
+
+def test_slurm_launcher_composes_with_submitit():
+    cfg = compose_config("hydra/launcher=slurm")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+
+
+@pytest.mark.parametrize("trainer,expected", [("gpu", ("gpu", "bf16-mixed", "auto")), ("ddp", ("gpu", "bf16-mixed", "ddp")),
+                                              ("ddp_cpu", ("cpu", None, "ddp"))])
+def test_trainer_presets(trainer, expected):
+    cfg = compose_config(f"trainer={trainer}")
+    assert (cfg.trainer.accelerator, cfg.trainer.get("precision"), cfg.trainer.get("strategy", "auto")) == expected

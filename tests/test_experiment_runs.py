@@ -1,6 +1,7 @@
 """Experiment features through the real entry points: sweeps, summaries, seeds, resume, predict."""
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -21,9 +22,9 @@ def train(tmp_path, shared_cache, *overrides, run_dir=None):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, shared_cache):
-    """A 2x2 multirun: two embedding sizes, two folds."""
+    """A 2x2 multirun: two patch shapes (a list-valued key), two folds."""
     out = tmp_path_factory.mktemp("sweep")
-    result = run_module("genre_vit.train", "-m", "debug=fast", "model.embed_dim=16,32", "fold=0,1",
+    result = run_module("genre_vit.train", "-m", "debug=fast", "model.patch_size=[16,4],[8,8]", "fold=0,1",
                         f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "sweep"
@@ -33,12 +34,21 @@ def test_multirun_writes_a_summary_row_per_job(sweep):
     with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted((r["setting"], r["fold"]) for r in rows) == [
-        ("model.embed_dim=16", "0"), ("model.embed_dim=16", "1"), ("model.embed_dim=32", "0"), ("model.embed_dim=32", "1")]
+        ("model.patch_size=[16,4]", "0"), ("model.patch_size=[16,4]", "1"), ("model.patch_size=[8,8]", "0"),
+        ("model.patch_size=[8,8]", "1")]
     assert all(r["status"] == "completed" and 0 <= float(r["val/track_acc"]) <= 1 for r in rows)
+
+
+def test_multirun_jobs_share_one_feature_cache(sweep):
+    logs = [(job / "train.log").read_text() for job in sorted(sweep.glob("*_*")) if job.is_dir()]
+    entries = {re.search(r"Feature cache (?:hit|stored): (\S+)", log).group(1) for log in logs}
+    assert len(logs) == 4 and len(entries) == 1
+    assert all("Feature cache hit" in log for log in logs[1:])
 
 
 def test_multirun_summary_ranks_settings_with_mean_and_std(sweep):
     lines = (sweep / "summary.md").read_text().splitlines()
+    assert lines[0] == "Overrides shared by every job: `debug=fast`"
     settings = [line for line in lines if line.startswith(("| 1 ", "| 2 "))]
     assert len(settings) == 2 and all(" ± " in line and "| 2 |" in line for line in settings)
     means = [float(line.split("|")[4].split("±")[0]) for line in settings]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import track as progress
 
 from genre_vit.data.audio import AudioError, load_audio
@@ -76,7 +77,8 @@ def extract_segments(tracks: TrackList, features: SegmentFeatures, sample_rate: 
         results = pool.map(_extract_one, jobs, chunksize=4)
     chunks, owners, skipped = [], [], []
     try:
-        for i, result in enumerate(progress(results, total=len(jobs), description="Extracting features", transient=True)):
+        for i, result in enumerate(progress(results, total=len(jobs), description="Extracting features",
+                                              transient=True, console=Console(stderr=True))):
             if isinstance(result, str):
                 log.warning("Skipping %s: %s", tracks.paths[i], result)
                 skipped.append((tracks.paths[i], result))

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_vit.data.cache import FeatureCache, SegmentTable, cache_key, extract_segments
 from genre_vit.data.features import SegmentFeatures
@@ -37,23 +37,35 @@ class SegmentBatches(Dataset):
         return self.segments[index].float(), self.labels[index], self.tracks[index]
 
 
-class ShuffledBatches(Sampler[list[int]]):
-    """Batches of a permutation drawn from (seed, epoch): the order of an epoch does not depend
-    on what ran before it, so a resumed run sees the same batches as an uninterrupted one.
-    Lightning calls `set_epoch` before each epoch."""
+class Batches(Sampler[list[int]]):
+    """Lists of segment positions, one per batch, for this process's share of the data.
 
-    def __init__(self, size: int, batch_size: int, seed: int):
-        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
+    With `shuffle`, each epoch is a permutation drawn from (seed, epoch) alone, so a resumed
+    run sees the same batches as an uninterrupted one (Lightning calls `set_epoch`). Under DDP
+    process `rank` of `world` takes every world-th segment, as DistributedSampler does; for
+    training the order is padded by wrapping around so that every process gets as many
+    batches as the others (DDP's collectives need it).
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.rank, self.world, self.epoch = rank, world, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _positions(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.rank, self.size, self.world)
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        order = torch.cat([order, order[: (-self.size) % self.world]])
+        return order[self.rank :: self.world]
+
     def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
+        return -(-len(self._positions()) // self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        yield from (order[i : i + self.batch_size].tolist() for i in range(0, self.size, self.batch_size))
+        yield from (chunk.tolist() for chunk in self._positions().split(self.batch_size))
 
 
 NORMALIZATIONS = ("per_bin", "global")
@@ -189,8 +201,10 @@ class GenreDataModule(L.LightningDataModule):
         return len(rows)
 
     def _loader(self, dataset: SegmentBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        batches = (ShuffledBatches(len(dataset), batch_size, self.hparams.seed) if shuffle
-                   else BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False))
+        """Whole batches from the in-memory tensors; this process's share under DDP (the trainer
+        configs set use_distributed_sampler=false: the batches are sharded here)."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        batches = Batches(len(dataset), batch_size, shuffle, self.hparams.seed, rank, world)
         return DataLoader(dataset, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,238 @@
+"""Benchmark: one JSON object on stdout, every ratio measured within this one run.
+
+    python -m genre_vit.bench                      # full
+    python -m genre_vit.bench bench.quick=true     # seconds; what the tests run
+
+Per config (the default and `experiment=paper`): training throughput of the Lightning loop and
+of a minimal hand-written loop on the same model, tensors, batch size, optimizer and threads;
+counted FLOPs per segment, the measured fp32 matmul peak and the resulting MFU; the share of
+step time spent fetching batches; feature extraction and prediction throughput on 30 s tracks;
+and the peak RSS of a training run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from genre_vit.data.cache import FeatureCache, extract_segments
+from genre_vit.data.datamodule import Batches, SegmentBatches
+from genre_vit.data.synthetic import SyntheticGenres
+from genre_vit.models import build_network
+from genre_vit.predict import Predictor
+from genre_vit.train import CONFIG_DIR
+
+NUM_CLASSES = 10
+
+
+class TimedBatches(SegmentBatches):
+    """SegmentBatches that adds up the time spent building batches (the loader's share)."""
+
+    fetch_seconds = 0.0
+
+    def __getitem__(self, index):
+        start = time.perf_counter()
+        batch = super().__getitem__(index)
+        self.fetch_seconds += time.perf_counter() - start
+        return batch
+
+
+class StepClock(L.Callback):
+    """Wall time from the start of the first timed step (after `warmup` steps) to the end of the
+    last step, as the raw loop measures it."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end = warmup, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup and self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.end = time.perf_counter()
+
+
+def _data(image_shape: tuple[int, int], count: int) -> TimedBatches:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(count, *image_shape, generator=generator) * 10 - 40  # dB-like values
+    return TimedBatches(x, torch.randint(0, NUM_CLASSES, (count,), generator=generator), torch.arange(count))
+
+
+def _loader(data: SegmentBatches, batch_size: int) -> DataLoader:
+    return DataLoader(data, sampler=Batches(len(data), batch_size, shuffle=True, seed=0), batch_size=None)
+
+
+def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:
+    torch.manual_seed(0)
+    net = build_network(cfg.model, image_shape, NUM_CLASSES)
+    return instantiate(cfg.module, net=net, class_names=[str(i) for i in range(NUM_CLASSES)])
+
+
+def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> float:
+    """Segments per second of a hand-written loop: the same module, optimizer and batches."""
+    module = _module(cfg, image_shape)
+    optimizer, scheduler = module.build_optimizer(total_steps=steps + warmup)
+    module.train()
+    start = None
+    for step, (x, y, _) in enumerate(_loader(_data(image_shape, batch_size * (steps + warmup)), batch_size)):
+        if step == warmup:
+            start = time.perf_counter()
+        loss = F.cross_entropy(module(x), y, label_smoothing=module.hparams.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def lightning_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
+    """(segments per second, share of step time spent building batches) of Trainer.fit."""
+    module = _module(cfg, image_shape)
+    data = _data(image_shape, batch_size * (steps + warmup))
+    clock = StepClock(warmup)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, logger=False, callbacks=[clock],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(module, train_dataloaders=_loader(data, batch_size))
+    seconds = clock.end - clock.start
+    return batch_size * steps / seconds, data.fetch_seconds / seconds
+
+
+def flops_per_segment(cfg: DictConfig, image_shape) -> float:
+    """Forward + backward FLOPs of one segment, counted by torch's FlopCounterMode."""
+    module = _module(cfg, image_shape)
+    x = torch.randn(4, *image_shape)
+    with FlopCounterMode(display=False) as counter:
+        module(x).sum().backward()
+    return counter.get_total_flops() / 4
+
+
+def matmul_peak_gflops(size: int, repeats: int) -> float:
+    """Best fp32 matmul rate of this process (same threads as training)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tracks: int, work: Path,
+                              module: L.LightningModule) -> dict[str, float]:
+    """Audio seconds featurised per second (decode -> segments -> cache) and tracks predicted per
+    second, on synthetic 30 s tracks (generation excluded from both)."""
+    source = SyntheticGenres(root=str(work), tracks_per_genre=tracks_per_genre, seed=7, sample_rate=cfg.data.sample_rate,
+                             clip_seconds=30, workers=0)
+    tracks = source.tracks()
+    features = instantiate(cfg.features)
+    start = time.perf_counter()
+    table = extract_segments(tracks, features, cfg.data.sample_rate, 30, workers=os.cpu_count() or 1)
+    FeatureCache(work / "cache").store("bench", tracks.paths, table)
+    feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
+
+    checkpoint = work / "bench.ckpt"
+    torch.save({"state_dict": module.state_dict(), "genre_vit_recipe": {
+        "model": OmegaConf.to_container(cfg.model, resolve=True), "features": OmegaConf.to_container(cfg.features, resolve=True),
+        "image_shape": list(features.image_shape), "class_names": [str(i) for i in range(NUM_CLASSES)],
+        "sample_rate": cfg.data.sample_rate, "clip_seconds": 30}}, checkpoint)
+    predictor = Predictor(checkpoint)
+    paths = tracks.paths[:predict_tracks]
+    start = time.perf_counter()
+    for path in paths:
+        predictor.probabilities(path, None, 256)
+    return {"feature_audio_seconds_per_s": feature_rate, "predict_tracks_per_s": len(paths) / (time.perf_counter() - start)}
+
+
+def peak_rss_mb(overrides: list[str], work: Path, cache_dir: Path) -> float:
+    """Peak resident memory of `python -m genre_vit.train OVERRIDES` in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run([sys.executable, "-m", "genre_vit.train", *overrides, f"paths.output_root={work}",
+                             f"paths.cache_dir={cache_dir}", f"hydra.run.dir={work}/rss", "print_config=false",
+                             "callbacks.progress_bar=null"],
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"the training run for peak_rss_mb failed:\n{result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def bench_config(name: str, cfg: DictConfig, opts: DictConfig, work: Path) -> dict:
+    image_shape = tuple(instantiate(cfg.features).image_shape)
+    batch_size, steps, warmup = opts.batch_size or cfg.data.batch_size, opts.train_steps, opts.warmup_steps
+    raw, light, wait = [], [], []
+    for _ in range(opts.repeats):  # interleaved, so both loops see the same machine load
+        raw.append(raw_loop(cfg, image_shape, batch_size, steps, warmup))
+        rate, share = lightning_loop(cfg, image_shape, batch_size, steps, warmup)
+        light.append(rate)
+        wait.append(share)
+    flops = flops_per_segment(cfg, image_shape)
+    peak = matmul_peak_gflops(opts.matmul_size, opts.matmul_repeats)
+    result = {
+        "image_shape": list(image_shape), "batch_size": batch_size,
+        "train_segments_per_s": {"lightning": max(light), "raw": max(raw)},
+        "lightning_over_raw": max(light) / max(raw),
+        "model_gflops_per_segment": flops / 1e9,
+        "matmul_peak_gflops": peak,
+        "mfu": max(light) * flops / 1e9 / peak,
+        "dataloader_wait_fraction": min(wait),
+    }
+    result.update(feature_and_predict_rates(cfg, opts.feature_tracks_per_genre, opts.predict_tracks, work / name,
+                                            _module(cfg, image_shape)))
+    if opts.rss_overrides is not None:
+        cache_dir = Path(opts.rss_cache_dir).resolve() if opts.rss_cache_dir else work / "rss-cache"
+        result["peak_rss_mb"] = peak_rss_mb([*opts.rss_overrides, *opts.configs[name]], work / f"{name}-rss", cache_dir)
+    return result
+
+
+def run(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        bench_cfg = compose(config_name="bench", overrides=overrides)
+        settings = bench_cfg.bench.quick_settings if bench_cfg.bench.quick else bench_cfg.bench.full_settings
+        opts = OmegaConf.create({**OmegaConf.to_container(settings), "configs": OmegaConf.to_container(bench_cfg.bench.configs)})
+        configs = {name: compose(config_name="train", overrides=list(extra))
+                   for name, extra in bench_cfg.bench.configs.items()}
+    if bench_cfg.bench.threads:
+        torch.set_num_threads(bench_cfg.bench.threads)
+    report = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "threads": torch.get_num_threads(), "quick": bool(bench_cfg.bench.quick),
+    }
+    with tempfile.TemporaryDirectory(prefix="genre-vit-bench-") as tmp:
+        for name, cfg in configs.items():
+            report[name] = bench_config(name, cfg, opts, Path(tmp))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    report = run(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

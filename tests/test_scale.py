@@ -1,0 +1,43 @@
+"""Scale-out paths that run on this machine: DDP over 2 CPU processes, the benchmark in quick mode."""
+import json
+
+from tests.conftest import run_module
+
+
+def test_ddp_on_two_cpu_processes_gathers_metrics_into_one_run(tmp_path, shared_cache):
+    result = run_module("genre_vit.train", "trainer=ddp_cpu", "debug=fast", f"paths.output_root={tmp_path}",
+                        f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.parent.name for p in tmp_path.rglob("metrics.json")] == ["run"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val_tracks"] == 6 and metrics["val_tracks_scored"] == 6  # both halves were gathered
+    assert (tmp_path / "run" / "train_ddp_process_1.log").exists()
+    assert "MEMBER: 1/2" in result.stdout + result.stderr  # Lightning's line for rank 0 of 2
+
+
+BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_over_raw", "model_gflops_per_segment",
+              "matmul_peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
+              "predict_tracks_per_s", "peak_rss_mb"}
+
+
+def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
+    result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert {"machine", "threads", "quick", "default", "paper"} <= set(report)
+    for name in ("default", "paper"):
+        assert set(report[name]) == BENCH_KEYS
+        assert set(report[name]["train_segments_per_s"]) == {"lightning", "raw"}
+        assert report[name]["model_gflops_per_segment"] > 0.1 and 0 < report[name]["dataloader_wait_fraction"] < 1
+
+
+def test_multirun_through_the_submitit_local_launcher(tmp_path, shared_cache):
+    """The cluster path (hydra/launcher=slurm) minus Slurm: submitit runs each job as its own process."""
+    result = run_module("genre_vit.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                        "debug=fast", "fold=0,1", f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
+                        f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folds = sorted(json.loads(p.read_text())["fold"] for p in (tmp_path / "sweep").glob("*/metrics.json"))
+    assert folds == [0, 1]
+    assert (tmp_path / "sweep" / "summary.md").exists()
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())
