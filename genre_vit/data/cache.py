@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,10 @@ class FeatureCache:
     def get_or_build(self, key: str, tracks: TrackList, build) -> SegmentTable:
         table = self.load(key, tracks.paths)
         if table is None:
+            started = time.perf_counter()
             table = build()
+            seconds = time.perf_counter() - started
+            log.info("Extracted features of %d tracks in %.1f s (%d segments)", len(tracks), seconds, table.segments.shape[0])
             self.extractions += 1
             path = self.store(key, tracks.paths, table)
             log.info("Feature cache stored: %s (%d segments)", path, table.segments.shape[0])
