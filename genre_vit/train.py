@@ -116,18 +116,35 @@ def optimized_value(metrics: dict, name: str | None) -> float | None:
     return metrics["final"][name]
 
 
+def record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """metrics.json with status "failed" and the error, so that the multirun summary lists the job."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    path.write_text(json.dumps({"status": "failed", "fold": cfg.get("fold"), "error": message}, indent=2))
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """A single run stops on the first error (exit 2 for bad settings or data). In a multirun a
+    failing job is recorded as failed and the sweep goes on with the others."""
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
     try:
         if cfg.get("print_config"):
             log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
         return optimized_value(train(cfg), cfg.get("optimized_metric"))
     except (ConfigError, DataError) as err:
-        log.error("Invalid config: %s", err)
+        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
-        if HydraConfig.get().mode.name == "RUN":
+        if not multirun:
             sys.exit(2)
-        raise
+        record_failure(cfg, err)
+    except Exception as err:
+        if not multirun:
+            raise
+        log.exception("Job failed; the multirun goes on")
+        record_failure(cfg, err)
+    return float("nan") if cfg.get("optimized_metric") else None  # a sweeper reads NaN as a failed trial
 
 
 if __name__ == "__main__":

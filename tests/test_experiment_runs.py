@@ -141,3 +141,16 @@ def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
     cfg = compose_config("sweep=patch_embed_lr")
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert set(cfg.hydra.sweeper.params) == {"model.patch_size", "model.embed_dim", "optim.lr", "fold"}
+
+
+def test_a_failing_job_is_summarised_as_failed_and_the_others_still_run(tmp_path, shared_cache):
+    result = run_module("genre_vit.train", "-m", "debug=fast", "model.num_heads=3,2", "fold=0",
+                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "sweep" / "summary.csv") as f:
+        rows = {r["setting"]: r for r in csv.DictReader(f)}
+    assert rows["model.num_heads=3"]["status"] == "failed"
+    assert rows["model.num_heads=3"]["error"].startswith("ConfigError: model.embed_dim=32 is not divisible by model.num_heads=3")
+    assert rows["model.num_heads=2"]["status"] == "completed"
+    assert "did not complete" in (tmp_path / "sweep" / "summary.md").read_text()
