@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -163,19 +162,21 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
 
 
 def peak_rss_mb(overrides: list[str], work: Path, cache_dir: Path) -> float:
-    """Peak resident memory of `python -m genre_vit.train OVERRIDES` in a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = subprocess.run([sys.executable, "-m", "genre_vit.train", *overrides, f"paths.output_root={work}",
-                             f"paths.cache_dir={cache_dir}", f"hydra.run.dir={work}/rss", "print_config=false",
-                             "callbacks.progress_bar=null"],
-                            capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"the training run for peak_rss_mb failed:\n{result.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024  # ru_maxrss is in KiB on Linux
+    """Peak resident memory of `python -m genre_vit.train OVERRIDES`, this child alone (wait4's
+    rusage; RUSAGE_CHILDREN would report the largest of all children so far)."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "rss.log", "w") as output:
+        child = subprocess.Popen([sys.executable, "-m", "genre_vit.train", *overrides, f"paths.output_root={work}",
+                                  f"paths.cache_dir={cache_dir}", f"hydra.run.dir={work}/rss", "print_config=false",
+                                  "callbacks.progress_bar=null"], stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise RuntimeError(f"the training run for peak_rss_mb failed:\n{(work / 'rss.log').read_text()[-2000:]}")
+    return usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def bench_config(name: str, cfg: DictConfig, opts: DictConfig, work: Path) -> dict:
+def bench_config(name: str, cfg: DictConfig, opts: DictConfig, work: Path, peak: float) -> dict:
     image_shape = tuple(instantiate(cfg.features).image_shape)
     batch_size, steps, warmup = opts.batch_size or cfg.data.batch_size, opts.train_steps, opts.warmup_steps
     raw, light, wait = [], [], []
@@ -185,7 +186,6 @@ def bench_config(name: str, cfg: DictConfig, opts: DictConfig, work: Path) -> di
         light.append(rate)
         wait.append(share)
     flops = flops_per_segment(cfg, image_shape)
-    peak = matmul_peak_gflops(opts.matmul_size, opts.matmul_repeats)
     result = {
         "image_shape": list(image_shape), "batch_size": batch_size,
         "train_segments_per_s": {"lightning": max(light), "raw": max(raw)},
@@ -217,9 +217,11 @@ def run(overrides: list[str]) -> dict:
                     "torch": torch.__version__, "python": platform.python_version()},
         "threads": torch.get_num_threads(), "quick": bool(bench_cfg.bench.quick),
     }
+    # One peak for every config, so that their MFUs compare.
+    peak = report["matmul_peak_gflops"] = matmul_peak_gflops(opts.matmul_size, opts.matmul_repeats)
     with tempfile.TemporaryDirectory(prefix="genre-vit-bench-") as tmp:
         for name, cfg in configs.items():
-            report[name] = bench_config(name, cfg, opts, Path(tmp))
+            report[name] = bench_config(name, cfg, opts, Path(tmp), peak)
     return report
 
 

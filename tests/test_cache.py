@@ -84,3 +84,21 @@ def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     module.set_normalization(dm.norm_mean, dm.norm_std)
     state = module.state_dict()
     assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean) and torch.equal(state["norm_std"].flatten(), dm.norm_std)
+
+
+def test_the_same_files_named_by_another_path_reuse_the_entry(tmp_path, gtzan, monkeypatch):
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    monkeypatch.chdir(tmp_path)
+    relative = make_datamodule(tmp_path, "data=gtzan", "data.root=gtzan")  # same tree, relative spelling
+    relative.setup("fit")
+    assert relative.cache.extractions == 0
+
+
+def test_a_changed_track_list_rebuilds_the_entry(tmp_path, gtzan, caplog):
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    (tmp_path / "gtzan" / "genres" / "rock" / "rock.00001.au").unlink()
+    changed = make_datamodule(tmp_path, *gtzan)
+    with caplog.at_level(logging.INFO):
+        changed.setup("fit")
+    assert changed.cache.extractions == 1 and changed.counts["train_tracks"] + changed.counts["val_tracks"] == 19
+    assert any("another track list" in r.getMessage() for r in caplog.records)

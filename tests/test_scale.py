@@ -24,7 +24,7 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert {"machine", "threads", "quick", "default", "paper"} <= set(report)
+    assert {"machine", "threads", "quick", "matmul_peak_gflops", "default", "paper"} <= set(report)
     for name in ("default", "paper"):
         assert set(report[name]) == BENCH_KEYS
         assert set(report[name]["train_segments_per_s"]) == {"lightning", "raw"}

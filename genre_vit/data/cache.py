@@ -95,6 +95,11 @@ def extract_segments(tracks: TrackList, features: SegmentFeatures, sample_rate: 
     return SegmentTable(segments, track_index, skipped)
 
 
+def _canonical(paths: list[str]) -> list[str]:
+    """Absolute, symlink-free spellings: the same files named from another directory still match."""
+    return [os.path.realpath(p) for p in paths]
+
+
 class FeatureCache:
     """Content-addressed store of SegmentTables under `root`."""
 
@@ -106,18 +111,22 @@ class FeatureCache:
         return self.root / "features" / f"{key}.pt"
 
     def load(self, key: str, paths: list[str]) -> SegmentTable | None:
-        """The stored table for `key`, or None if absent; a damaged entry is removed with a warning."""
+        """The stored table for `key`, or None if absent, damaged (removed with a warning) or
+        built from another track list (the files changed)."""
         path = self.path(key)
         if not path.exists():
             return None
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             table = SegmentTable(entry["segments"], entry["track_index"], [tuple(s) for s in entry["skipped"]])
-            if entry["paths"] != paths or table.segments.shape[0] != table.track_index.shape[0]:
-                raise ValueError("its track list does not match the data")
+            if table.segments.shape[0] != table.track_index.shape[0]:
+                raise ValueError("segments and track index disagree")
         except Exception as err:  # noqa: BLE001 - any failure to read means: rebuild
             log.warning("Feature cache entry %s is damaged (%s); rebuilding it", path, str(err).splitlines()[0][:200])
             path.unlink(missing_ok=True)
+            return None
+        if entry["paths"] != _canonical(paths):
+            log.info("Feature cache entry %s was built from another track list; rebuilding it", path)
             return None
         log.info("Feature cache hit: %s (%d segments)", path, table.segments.shape[0])
         return table
@@ -130,7 +139,7 @@ class FeatureCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save({"segments": table.segments, "track_index": table.track_index,
-                            "skipped": [list(s) for s in table.skipped], "paths": paths}, f)
+                            "skipped": [list(s) for s in table.skipped], "paths": _canonical(paths)}, f)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
