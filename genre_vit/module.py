@@ -14,7 +14,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from genre_vit.data.features import SpecAugment
 from genre_vit.metrics import TrackVotes, track_scores
 
-
 # What a run logs; `optimized_metric` must be one of these.
 LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best")
 
