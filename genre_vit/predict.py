@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import pickle
+import sys
 from pathlib import Path
 
 import hydra
@@ -30,7 +32,11 @@ class Predictor:
     """A checkpoint's features and network: audio file -> (classes,) genre probabilities."""
 
     def __init__(self, ckpt_path: str | Path):
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:  # weights_only: a checkpoint is data; one that would run code on unpickling is refused
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"ckpt={ckpt_path} holds more than tensors and plain data; refusing to load it "
+                             f"({str(err).splitlines()[-1].strip()[:200]})") from None
         recipe = checkpoint.get("genre_vit_recipe")
         if not recipe:
             raise ValueError(f"{ckpt_path} is not a genre_vit checkpoint (it has no recipe)")
@@ -103,7 +109,11 @@ def show(rows: list[dict], k: int, output: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    predict(cfg)
+    try:
+        predict(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

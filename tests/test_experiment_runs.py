@@ -154,3 +154,24 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_still_run(tmp_path
     assert rows["model.num_heads=3"]["error"].startswith("ConfigError: model.embed_dim=32 is not divisible by model.num_heads=3")
     assert rows["model.num_heads=2"]["status"] == "completed"
     assert "did not complete" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
+class _Payload:
+    """Unpickling this runs code: it touches a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    import torch
+
+    marker = tmp_path / "code-ran"
+    torch.save({"state_dict": {}, "genre_vit_recipe": {"payload": _Payload(marker)}}, tmp_path / "evil.ckpt")
+    (tmp_path / "songs").mkdir()
+    result = run_module("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
+    assert result.returncode == 2 and not marker.exists()
+    assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
