@@ -1,11 +1,13 @@
 """Checks on the composed config that must pass before any data or model work starts."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_vit.data.datamodule import NORMALIZATIONS
+from genre_vit.data.features import WINDOWS
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.vit import check_patch_grid
 from genre_vit.module import LOGGED_METRICS
@@ -15,21 +17,83 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message names the key, its value and what is allowed."""
 
 
-def validate(cfg: DictConfig, image_shape: Sequence[int]) -> None:
-    """Raise ConfigError for the first invalid setting. `image_shape` is the features' (F, T)."""
-    metric = cfg.get("optimized_metric")
-    if metric and metric not in LOGGED_METRICS:
-        raise ConfigError(f"optimized_metric={metric!r} is not a logged metric: allowed {list(LOGGED_METRICS)}")
-    if cfg.data.split not in SPLITS:
-        raise ConfigError(f"data.split={cfg.data.split!r} is invalid: allowed {list(SPLITS)}")
-    if cfg.data.normalization not in NORMALIZATIONS:
-        raise ConfigError(f"data.normalization={cfg.data.normalization!r} is invalid: allowed {list(NORMALIZATIONS)}")
-    test_fraction = cfg.data.test_fraction
-    if not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
-        raise ConfigError(f"data.test_fraction={test_fraction} is invalid: allowed numbers in [0, 1)")
+def _int(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"integers >= {low}"
+
+
+def _number(low: float, high: float | None = None, open_high: bool = True) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < low:
+            return False
+        return high is None or (v < high if open_high else v <= high)
+    return ok, f"numbers in [{low}, {'inf' if high is None else high}{')' if open_high or high is None else ']'}"
+
+
+def _one_of(*allowed: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in allowed), str(list(allowed))
+
+
+def _optional(rule: tuple[Callable[[Any], bool], str]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
+
+
+def _pair_of_ints(v: Any) -> bool:
+    return isinstance(v, (list, tuple, ListConfig)) and len(v) == 2 and all(_int(1)[0](x) for x in v)
+
+
+# key -> (test, allowed values). Keys absent from the composed config (e.g. features.n_mels with
+# features=stft) are skipped.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": _int(0),
+    "optimized_metric": _optional(_one_of(*LOGGED_METRICS)),
+    "data.split": _one_of(*SPLITS),
+    "data.normalization": _one_of(*NORMALIZATIONS),
+    "data.num_folds": _int(2),
+    "data.split_seed": _int(0),
+    "data.test_fraction": _number(0, 1),
+    "data.sample_rate": _int(1),
+    "data.clip_seconds": _optional(_number(1e-3)),
+    "data.batch_size": _int(1),
+    "data.eval_batch_size": _int(1),
+    "data.feature_workers": _int(0),
+    "features.n_fft": _int(2),
+    "features.hop_length": _int(1),
+    "features.n_mels": _int(1),
+    "features.window": _one_of(*WINDOWS),
+    "features.segment_frames": _int(1),
+    "features.segment_step": _int(1),
+    "features.image_size": ((lambda v: v is None or _pair_of_ints(v)), "null or two integers >= 1"),
+    "model.patch_size": (_pair_of_ints, "two integers >= 1"),
+    "model.embed_dim": _int(1),
+    "model.depth": _int(1),
+    "model.num_heads": _int(1),
+    "model.mlp_ratio": _number(1e-6),
+    "model.dropout": _number(0, 1),
+    "model.head_hidden": _int(0),
+    "model.pool": _one_of("mean", "cls"),
+    "optim.lr": _number(1e-12),
+    "optim.weight_decay": _number(0),
+    "optim.label_smoothing": _number(0, 1),
+    "augment.freq_mask": _int(0),
+    "augment.time_mask": _int(0),
+    "augment.num_masks": _int(1),
+    "augment.mixup_alpha": _number(0),
+    "trainer.max_epochs": _int(1),
+}
+_ABSENT = object()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid setting: each key on its own (RULES), then the
+    settings that must agree with each other."""
+    for key, (ok, allowed) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        plain = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+        if not ok(value):
+            raise ConfigError(f"{key}={plain!r} is invalid: allowed {allowed}")
     num_folds, fold = cfg.data.num_folds, cfg.fold
-    if not isinstance(num_folds, int) or num_folds < 2:
-        raise ConfigError(f"data.num_folds={num_folds} is invalid: allowed integers >= 2")
     if not isinstance(fold, int) or not 0 <= fold < num_folds:
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds})")
     model = cfg.model
@@ -37,13 +101,11 @@ def validate(cfg: DictConfig, image_shape: Sequence[int]) -> None:
         divisors = [h for h in range(1, model.embed_dim + 1) if model.embed_dim % h == 0]
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {divisors}")
+
+
+def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
+    """The patch shape must tile the features' (F, T) image."""
     try:
-        check_patch_grid(image_shape, model.patch_size)
+        check_patch_grid(image_shape, cfg.model.patch_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    for key in ("data.batch_size", "model.depth", "model.embed_dim", "trainer.max_epochs"):
-        value = cfg
-        for part in key.split("."):
-            value = value[part]
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key}={value} is invalid: allowed integers >= 1")

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from genre_vit.config import ConfigError, validate
+from genre_vit.config import ConfigError, validate, validate_image
 from genre_vit.data.sources import DataError
 from genre_vit.models import build_network
 
@@ -36,8 +36,9 @@ def _scalars(metrics: dict) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict:
     """Run the configured training; return the metrics written to `metrics.json`."""
     started = time.time()
+    validate(cfg)
     features = instantiate(cfg.features)
-    validate(cfg, features.image_shape)
+    validate_image(cfg, features.image_shape)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from genre_vit.config import validate
 from genre_vit.models import build_network
 from genre_vit.train import CONFIG_DIR
 from tests.conftest import compose_config
@@ -22,9 +23,10 @@ def test_every_group_has_options():
 
 
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)
-def test_group_option_composes(group, option):
+def test_group_option_composes_and_passes_validation(group, option):
     cfg = compose_config(f"{group}={option}", *REQUIRED.get((group, option), []))
     assert cfg.fold == 0 and cfg.model.patch_size is not None
+    validate(cfg)
 
 
 def test_defaults_are_the_original_design():

@@ -40,13 +40,24 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("fold=5", r"fold=5 is invalid: allowed 0..4"),
     ("fold=-1", r"fold=-1 is invalid: allowed 0..4"),
     ("data.num_folds=1", r"data.num_folds=1 is invalid: allowed integers >= 2"),
-    ("optimized_metric=val/accuracy", r"optimized_metric='val/accuracy' is not a logged metric: allowed \['train/loss'"),
+    ("optimized_metric=val/accuracy", r"optimized_metric='val/accuracy' is invalid: allowed null or \['train/loss'"),
+    ("features.window=kaiser", r"features.window='kaiser' is invalid: allowed \['hann', 'hamming', 'blackman'\]"),
+    ("features.n_fft=0", r"features.n_fft=0 is invalid: allowed integers >= 2"),
+    ("features.image_size=[128]", r"features.image_size=\[128\] is invalid: allowed null or two integers >= 1"),
+    ("data.clip_seconds=-1", r"data.clip_seconds=-1 is invalid: allowed null or numbers in \[0.001, inf\)"),
+    ("data.batch_size=0", r"data.batch_size=0 is invalid: allowed integers >= 1"),
+    ("model.dropout=1.5", r"model.dropout=1.5 is invalid: allowed numbers in \[0, 1\)"),
+    ("model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
+    ("optim.lr=0", r"optim.lr=0 is invalid: allowed numbers in \[1e-12, inf\)"),
+    ("augment.num_masks=0", r"augment.num_masks=0 is invalid: allowed integers >= 1"),
+    ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: allowed integers >= 1"),
+    ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
     ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
     ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
 ])
 def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message):
-    cfg = compose_config(override, f"paths.output_root={tmp_path}")
+    cfg = compose_config(*override.split(), f"paths.output_root={tmp_path}")
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not (tmp_path / "cache").exists()
