@@ -34,7 +34,7 @@ from genre_vit.data.datamodule import Batches, SegmentBatches
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.models import build_network
 from genre_vit.predict import Predictor
-from genre_vit.train import CONFIG_DIR
+from genre_vit.train import CONFIG_DIR, predict_recipe
 
 NUM_CLASSES = 10
 
@@ -149,10 +149,8 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
     feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
 
     checkpoint = work / "bench.ckpt"
-    torch.save({"state_dict": module.state_dict(), "genre_vit_recipe": {
-        "model": OmegaConf.to_container(cfg.model, resolve=True), "features": OmegaConf.to_container(cfg.features, resolve=True),
-        "image_shape": list(features.image_shape), "class_names": [str(i) for i in range(NUM_CLASSES)],
-        "sample_rate": cfg.data.sample_rate, "clip_seconds": 30}}, checkpoint)
+    recipe = predict_recipe(cfg, features.image_shape, [str(i) for i in range(NUM_CLASSES)])
+    torch.save({"state_dict": module.state_dict(), "genre_vit_recipe": recipe}, checkpoint)
     predictor = Predictor(checkpoint)
     paths = tracks.paths[:predict_tracks]
     start = time.perf_counter()

@@ -33,6 +33,16 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
 
 
+def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
+    """Everything predict needs besides the weights; saved in every checkpoint."""
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "features": OmegaConf.to_container(cfg.features, resolve=True),
+        "image_shape": list(image_shape), "class_names": list(class_names),
+        "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
+    }
+
+
 def train(cfg: DictConfig) -> dict:
     """Run the configured training; return the metrics written to `metrics.json`."""
     started = time.time()
@@ -48,12 +58,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data, features=features)
     net = build_network(cfg.model, features.image_shape, len(datamodule.classes))
     model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
-    model.recipe = {  # everything predict needs besides the weights
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "features": OmegaConf.to_container(cfg.features, resolve=True),
-        "image_shape": list(features.image_shape), "class_names": list(datamodule.classes),
-        "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
-    }
+    model.recipe = predict_recipe(cfg, features.image_shape, datamodule.classes)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

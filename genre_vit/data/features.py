@@ -11,6 +11,13 @@ from torch import nn
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 
 
+def window_fn(window: str):
+    """The torch window function named by `features.window`."""
+    if window not in WINDOWS:
+        raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
+    return WINDOWS[window]
+
+
 class LogPower(nn.Module):
     """(..., freq, frames) power -> decibels, floored at 1e-10 (-100 dB) so silence stays finite."""
 
@@ -81,9 +88,7 @@ class StftFeatures(SegmentFeatures):
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
                  segment_step: int, image_size: Sequence[int] | None):
-        if window not in WINDOWS:
-            raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
-        spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=WINDOWS[window], power=2.0)
+        spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "window": window, **self.settings}
@@ -95,10 +100,8 @@ class MelFeatures(SegmentFeatures):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
                  f_max: float | None, window: str, segment_frames: int, segment_step: int,
                  image_size: Sequence[int] | None):
-        if window not in WINDOWS:
-            raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
         spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                                f_min=f_min, f_max=f_max, window_fn=WINDOWS[window], power=2.0)
+                                f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **self.settings}

@@ -130,8 +130,6 @@ class SpectrogramViT(nn.Module):
         super().__init__()
         if pool not in ("mean", "cls"):
             raise ValueError(f"model.pool={pool!r} is not one of ['mean', 'cls']")
-        if embed_dim % num_heads:
-            raise ValueError(f"model.embed_dim={embed_dim} must be divisible by model.num_heads={num_heads}")
         self.pool = pool
         self.patch_embed = PatchEmbed(img_size, patch_size, embed_dim)
         num_tokens = self.patch_embed.num_patches + (pool == "cls")
