@@ -1,8 +1,10 @@
-"""Callbacks: per-epoch history, TensorBoard pictures, and the Hydra multirun summary."""
+"""Callbacks: graceful stop on a signal, per-epoch history, TensorBoard pictures, multirun summary."""
 from __future__ import annotations
 
 import csv
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,53 @@ import lightning as L
 import matplotlib
 import torch
 from hydra.experimental.callback import Callback as HydraCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 matplotlib.use("Agg")  # no display: figures are rendered to images
 import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+class GracefulStop(L.Callback):
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM stops training after the current batch and
+    saves `<dirpath>/<filename>.ckpt` there, so `ckpt_path=last` resumes exactly where it
+    stopped. A second Ctrl-C aborts at once (the checkpoint of the last epoch stays).
+
+    Lightning already turns SIGTERM into a stop at the next batch boundary; Ctrl-C is routed
+    to the same handler.
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last"):
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.saved: Path | None = None  # the checkpoint written on the stop, if any
+        self.signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        stop_after_batch = signal.getsignal(signal.SIGTERM)  # Lightning's, set just before training
+        if not callable(stop_after_batch):
+            return
+
+        def on_sigterm(signum, frame):
+            self.signal = self.signal or "SIGTERM"
+            stop_after_batch(signum, frame)
+
+        def on_first_ctrl_c(signum, frame):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.signal = "SIGINT"
+            log.warning("Ctrl-C: stopping after this batch and saving a checkpoint (Ctrl-C again aborts now)")
+            stop_after_batch(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGINT, on_first_ctrl_c)  # Lightning restores both handlers at its teardown
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):  # raised between batches: the state is consistent
+            trainer.save_checkpoint(self.path)
+            self.saved = self.path
+
 
 HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "lr")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import pickle
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from genre_vit.checkpoints import load_checkpoint
 from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.data.sources import AUDIO_EXTENSIONS
 from genre_vit.models import build_network
@@ -32,11 +32,7 @@ class Predictor:
     """A checkpoint's features and network: audio file -> (classes,) genre probabilities."""
 
     def __init__(self, ckpt_path: str | Path):
-        try:  # weights_only: a checkpoint is data; one that would run code on unpickling is refused
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"ckpt={ckpt_path} holds more than tensors and plain data; refusing to load it "
-                             f"({str(err).splitlines()[-1].strip()[:200]})") from None
+        checkpoint = load_checkpoint(ckpt_path, key="ckpt")  # data only: unpickling never runs code
         recipe = checkpoint.get("genre_vit_recipe")
         if not recipe:
             raise ValueError(f"{ckpt_path} is not a genre_vit checkpoint (it has no recipe)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from genre_vit.callbacks import GracefulStop
+from genre_vit.checkpoints import CheckpointError, check_resumable, load_checkpoint
 from genre_vit.config import ConfigError, validate, validate_image
 from genre_vit.data.sources import DataError
 from genre_vit.models import build_network
@@ -33,14 +36,69 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
 
 
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
-    """Everything predict needs besides the weights; saved in every checkpoint."""
+    """What the weights mean: everything predict needs besides them, and the split they were
+    trained on (a resumed run must match it all). Saved in every checkpoint."""
     return {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "image_shape": list(image_shape), "class_names": list(class_names),
         "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
+        "split": {key: cfg.data[key] for key in ("split", "num_folds", "fold", "split_seed", "test_fraction")},
     }
+
+
+def resume_checkpoint(cfg: DictConfig, recipe: dict, stop: GracefulStop | None) -> str | None:
+    """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
+    and trained with this run's classes, features, split and model. `last` is this run's last.ckpt."""
+    wanted = cfg.get("ckpt_path")
+    if not wanted or (wanted == "last" and stop is None):
+        return wanted  # without GracefulStop's path Lightning looks `last` up itself
+    path = stop.path if wanted == "last" else Path(wanted)
+    if wanted == "last" and not path.exists():
+        log.warning("ckpt_path=last: no %s yet, training from the start", path)
+        return None
+    check_resumable(load_checkpoint(path), recipe, path)
+    return str(path)
+
+
+def resume_command(output_dir: Path) -> str:
+    """The command line that resumes this run in its own directory."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    run_dir = f"hydra.run.dir='{output_dir}'"  # Hydra quotes: a sweep job's directory name holds = and ,
+    plain = not any(c in str(output_dir) for c in "\"$`\\'")
+    return " ".join(["python -m genre_vit.train", *map(shlex.quote, overrides),
+                     f'"{run_dir}"' if plain else shlex.quote(run_dir), "ckpt_path=last"])
+
+
+def interruption(cfg: DictConfig, trainer: L.Trainer, stop: GracefulStop | None, write: bool) -> Interrupted:
+    """Write metrics.json with status "interrupted" (where it stopped, how to resume)."""
+    output_dir = Path(cfg.paths.output_dir)
+    checkpoint = stop.saved if stop and stop.saved else (stop.path if stop and stop.path.exists() else None)
+    signal_name = stop.signal if stop and stop.signal else "SIGINT"
+    metrics = {
+        "status": "interrupted",
+        "signal": signal_name,
+        "fold": cfg.fold,
+        "last_completed_epoch": trainer.current_epoch - 1 if trainer.current_epoch else None,
+        "stopped_at": {"epoch": trainer.current_epoch,
+                       "batch": trainer.fit_loop.epoch_loop.batch_progress.current.completed},
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "resume": resume_command(output_dir) if checkpoint else None,
+    }
+    if write:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    how = f"resume with: {metrics['resume']}" if checkpoint else "no checkpoint yet: run it again to start over"
+    return Interrupted(f"{signal_name} at epoch {trainer.current_epoch}, batch {metrics['stopped_at']['batch']}; "
+                       f"{how}", 130 if signal_name == "SIGINT" else 143)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -60,10 +118,15 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
     model.recipe = predict_recipe(cfg, features.image_shape, datamodule.classes)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
+    resume = resume_checkpoint(cfg, model.recipe, stop)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except (SystemExit, KeyboardInterrupt):  # Lightning's ways out after Ctrl-C or SIGTERM
+        raise interruption(cfg, trainer, stop, write=is_main_process) from None
     final = _scalars(trainer.callback_metrics)
 
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
@@ -139,7 +202,14 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.get("print_config"):
             log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
         return optimized_value(train(cfg), cfg.get("optimized_metric"))
-    except (ConfigError, DataError) as err:
+    except Interrupted as err:  # a stopped sweep stops: the user or the scheduler asked for it
+        log.error("Interrupted: %s", err)
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted before training started: nothing to resume, run it again", file=sys.stderr)
+        sys.exit(130)
+    except (ConfigError, DataError, CheckpointError) as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         if not multirun:

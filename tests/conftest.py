@@ -39,6 +39,16 @@ def write_tone(path: Path, seconds: float, rate: int = 22050, channels: int = 1,
     return data
 
 
+class CodeRunningPayload:
+    """Unpickling this runs code: it creates a marker file. A safe loader must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One cache folder for the whole session, so the tiny synthetic set is generated once."""

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from genre_vit.summarize import summarize
-from tests.conftest import TINY, run_module
+from tests.conftest import TINY, CodeRunningPayload, run_module
 
 
 def train(tmp_path, shared_cache, *overrides, run_dir=None):
@@ -156,21 +156,11 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_still_run(tmp_path
     assert "did not complete" in (tmp_path / "sweep" / "summary.md").read_text()
 
 
-class _Payload:
-    """Unpickling this runs code: it touches a marker file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     import torch
 
     marker = tmp_path / "code-ran"
-    torch.save({"state_dict": {}, "genre_vit_recipe": {"payload": _Payload(marker)}}, tmp_path / "evil.ckpt")
+    torch.save({"state_dict": {}, "genre_vit_recipe": {"payload": CodeRunningPayload(marker)}}, tmp_path / "evil.ckpt")
     (tmp_path / "songs").mkdir()
     result = run_module("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()

@@ -41,7 +41,8 @@ class Batches(Sampler[list[int]]):
     """Lists of segment positions, one per batch, for this process's share of the data.
 
     With `shuffle`, each epoch is a permutation drawn from (seed, epoch) alone, so a resumed
-    run sees the same batches as an uninterrupted one (Lightning calls `set_epoch`). Under DDP
+    run sees the same batches as an uninterrupted one (Lightning calls `set_epoch`); `resume_at`
+    (epoch, n) makes the first pass over that epoch skip its first n batches. Under DDP
     process `rank` of `world` takes every world-th segment, as DistributedSampler does; for
     training the order is padded by wrapping around so that every process gets as many
     batches as the others (DDP's collectives need it).
@@ -50,6 +51,7 @@ class Batches(Sampler[list[int]]):
     def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.rank, self.world, self.epoch = rank, world, 0
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches already trained on)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -65,7 +67,11 @@ class Batches(Sampler[list[int]]):
         return -(-len(self._positions()) // self.batch_size)
 
     def __iter__(self):
-        yield from (chunk.tolist() for chunk in self._positions().split(self.batch_size))
+        chunks = self._positions().split(self.batch_size)
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            chunks = chunks[self.resume_at[1]:]
+        self.resume_at = None
+        yield from (chunk.tolist() for chunk in chunks)
 
 
 NORMALIZATIONS = ("per_bin", "global")
@@ -120,6 +126,19 @@ class GenreDataModule(L.LightningDataModule):
         self.test_set: SegmentBatches | None = None
         self.norm_mean: torch.Tensor | None = None
         self.norm_std: torch.Tensor | None = None
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches trained) from a checkpoint
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in every checkpoint: where training is, so a mid-epoch resume skips the batches
+        already trained on. (Read from the trainer: the loader itself runs a batch ahead.)"""
+        if not self.trainer:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.completed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self.resume_at = (state["epoch"], state["batches_done"])
 
     @cached_property
     def track_list(self) -> TrackList:
@@ -205,6 +224,8 @@ class GenreDataModule(L.LightningDataModule):
         configs set use_distributed_sampler=false: the batches are sharded here)."""
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         batches = Batches(len(dataset), batch_size, shuffle, self.hparams.seed, rank, world)
+        if shuffle:
+            batches.resume_at = self.resume_at
         return DataLoader(dataset, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,92 @@
+"""Reliability through the real entry points: interruption and resume, checkpoints as data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import TINY, CodeRunningPayload, run_module
+
+# ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
+SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.clip_seconds=30")
+
+
+def start_training(tmp_path, shared_cache, run_dir, *overrides) -> subprocess.Popen:
+    args = [sys.executable, "-m", "genre_vit.train", *SLOW_EPOCHS, f"paths.output_root={tmp_path}",
+            f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}", *overrides]
+    return subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def metrics_of(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, shared_cache):
+    out = tmp_path_factory.mktemp("whole")
+    process = start_training(out, shared_cache, out / "run")
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return metrics_of(out / "run")
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_killed_run_saves_its_place_and_resumes_to_the_uninterrupted_metrics(
+        uninterrupted, tmp_path, shared_cache, signum, exit_code):
+    run_dir = tmp_path / "run"
+    process = start_training(tmp_path, shared_cache, run_dir)
+    history = run_dir / "history.csv"
+    deadline = time.time() + 300
+    while not (history.exists() and len(history.read_text().splitlines()) >= 2):  # epoch 0 finished
+        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=300)
+
+    assert process.returncode == exit_code, stderr[-3000:]
+    stopped = metrics_of(run_dir)
+    assert stopped["status"] == "interrupted" and stopped["signal"] == signal.Signals(signum).name
+    assert stopped["last_completed_epoch"] == stopped["stopped_at"]["epoch"] - 1 >= 0
+    assert 0 < stopped["stopped_at"]["batch"], "the signal should land mid-epoch"
+    assert stopped["resume"] in stderr.splitlines()[-1]
+    saved = torch.load(stopped["checkpoint"], weights_only=True)
+    assert saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == stopped["stopped_at"]["batch"]
+
+    # The printed command, as the user would paste it (with this interpreter).
+    command = stopped["resume"].replace("python", sys.executable, 1)
+    resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = metrics_of(run_dir)
+    assert final["status"] == "completed" and final["epochs"] == uninterrupted["epochs"]
+    assert final["best"] == uninterrupted["best"] and final["best_epoch"] == uninterrupted["best_epoch"]
+    for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc"):
+        assert final["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
+
+
+def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_path, shared_cache):
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    result = run_module("genre_vit.train", *TINY, "fold=2", "features.n_fft=512", f"ckpt_path={checkpoint}",
+                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
+                        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and str(checkpoint) in error
+    assert "features.n_fft: checkpoint 256 != this run 512" in error and "split.fold: checkpoint 1 != this run 2" in error
+    assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, shared_cache):
+    marker = tmp_path / "payload_ran"
+    checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["callbacks"]["evil"] = CodeRunningPayload(marker)
+    torch.save(checkpoint, tmp_path / "evil.ckpt")
+    result = run_module("genre_vit.train", *TINY, f"ckpt_path={tmp_path / 'evil.ckpt'}", f"paths.output_root={tmp_path}",
+                        f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 2 and not marker.exists()
+    assert "refusing to load it" in result.stderr.strip().splitlines()[-1]
