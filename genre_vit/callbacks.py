@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,36 @@ def _tensorboard(trainer: L.Trainer) -> Any:
         if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` could not be created and written to, or None if it can (nothing is created)."""
+    ancestor = folder.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
+
+
+class WritableOutput(HydraCallback):
+    """Hydra callback: before a run or a multirun, check that its output folder can be written,
+    so that a bad `hydra.run.dir` / `paths.output_root` is one line (exit 2), not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder: str, key: str) -> None:
+        reason = unwritable_reason(Path(folder))
+        if reason:
+            print(f"error: {key}={folder} cannot be written: {reason} (set paths.output_root or {key})", file=sys.stderr)
+            sys.exit(2)
 
 
 class MultirunSummary(HydraCallback):

@@ -48,7 +48,32 @@ def test_truncated_entry_is_detected_and_rebuilt(tmp_path, gtzan, caplog):
 
 def test_no_temporary_files_are_left_behind(tmp_path, gtzan):
     make_datamodule(tmp_path, *gtzan).setup("fit")
-    assert not [p for p in (tmp_path / "cache" / "features").iterdir() if p.suffix != ".pt"]
+    assert not [p for p in (tmp_path / "cache" / "features").iterdir() if p.suffix not in (".pt", ".lock")]
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_build(tmp_path, gtzan):
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    (entry,) = (tmp_path / "cache" / "features").glob("*.pt")
+    entry.unlink()
+    stale = entry.parent / f".{entry.stem}.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    make_datamodule(tmp_path, *gtzan).setup("fit")
+    assert entry.exists() and not stale.exists()
+
+
+def test_a_failed_cache_write_is_reported_and_the_run_goes_on(tmp_path, gtzan, monkeypatch, caplog):
+    def disk_full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1024 vs 0")
+
+    monkeypatch.setattr("genre_vit.data.cache.torch.save", disk_full)
+    dm = make_datamodule(tmp_path, *gtzan)
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert len(dm.train_set) > 0
+    features = tmp_path / "cache" / "features"
+    assert not list(features.glob("*.pt")) and not list(features.glob(".*.tmp"))
+    (warning,) = [r.getMessage() for r in caplog.records if "Could not write the feature cache" in r.getMessage()]
+    assert str(features) in warning and "in memory" in warning
 
 
 def test_extraction_in_worker_processes_matches_one_process(tmp_path, gtzan):

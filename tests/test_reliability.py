@@ -90,3 +90,27 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
                         f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr.strip().splitlines()[-1]
+
+
+def test_runs_started_together_build_the_data_and_the_cache_entry_once(tmp_path):
+    cache = tmp_path / "cache"
+    runs = [start_training(tmp_path, cache, tmp_path / f"run{i}", "trainer.max_epochs=1", "data.clip_seconds=8",
+                           "data.batch_size=16") for i in range(3)]
+    logs = ["".join(process.communicate(timeout=600)) for process in runs]
+    assert [process.returncode for process in runs] == [0, 0, 0], [log[-2000:] for log in logs]
+    assert sum("Generating the synthetic genre set" in log for log in logs) == 1
+    assert sum("Extracted features of" in log for log in logs) == 1
+    assert len(list((cache / "features").glob("*.pt"))) == 1 and len(list(cache.glob("synthetic-*/"))) == 1
+    assert not list(cache.rglob(".*tmp*"))
+    assert len({metrics_of(tmp_path / f"run{i}")["final"]["train/loss_epoch"] for i in range(3)}) == 1
+
+
+@pytest.mark.parametrize("key", ["paths.output_root", "hydra.run.dir", "paths.cache_dir"])
+def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, key):
+    (tmp_path / "a_file").write_text("not a folder")
+    blocked = tmp_path / "a_file" / "below"
+    result = run_module("genre_vit.train", *TINY, f"{key}={blocked}", *(() if key == "hydra.run.dir" else (
+        f"hydra.run.dir={tmp_path / 'run'}",) if key == "paths.cache_dir" else ()), cwd=tmp_path)
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and str(blocked) in error and "Traceback" not in result.stderr

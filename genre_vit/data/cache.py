@@ -3,6 +3,8 @@
 An entry holds every readable track's segments (one tensor), which track each segment comes
 from, and the skip list. It is keyed by exactly what changes it (source, decoding, feature
 settings), written to a temporary file and renamed into place, so readers see all or nothing.
+One process builds an entry while the others wait for it (a lock file per entry); a write that
+fails (a full or read-only disk) is reported with the path, and the run goes on in memory.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from rich.progress import track as progress
 
 from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.data.features import SegmentFeatures
+from genre_vit.data.locks import exclusive, remove_stale
 from genre_vit.data.sources import TrackList
 
 log = logging.getLogger(__name__)
@@ -131,29 +134,43 @@ class FeatureCache:
         log.info("Feature cache hit: %s (%d segments)", path, table.segments.shape[0])
         return table
 
-    def store(self, key: str, paths: list[str], table: SegmentTable) -> Path:
-        """Write atomically: a temporary file in the same folder, then rename over the final name."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+    def store(self, key: str, paths: list[str], table: SegmentTable) -> Path | None:
+        """Write atomically: a temporary file in the same folder, then rename over the final name.
+        Returns None, with a warning naming the path, when the disk refuses the write."""
+        path, tmp = self.path(key), None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as f:
                 torch.save({"segments": table.segments, "track_index": table.track_index,
                             "skipped": [list(s) for s in table.skipped], "paths": _canonical(paths)}, f)
             os.replace(tmp, path)
+            return path
+        except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+            log.warning("Could not write the feature cache entry %s (%s); this run goes on with its features "
+                        "in memory", path, str(err).splitlines()[0][:200])
+            return None
         finally:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
-        return path
 
     def get_or_build(self, key: str, tracks: TrackList, build) -> SegmentTable:
+        """The stored table, or one built by `build()` and stored; concurrent callers build it once."""
         table = self.load(key, tracks.paths)
-        if table is None:
-            started = time.perf_counter()
-            table = build()
-            seconds = time.perf_counter() - started
-            log.info("Extracted features of %d tracks in %.1f s (%d segments)", len(tracks), seconds, table.segments.shape[0])
-            self.extractions += 1
-            path = self.store(key, tracks.paths, table)
-            log.info("Feature cache stored: %s (%d segments)", path, table.segments.shape[0])
+        if table is not None:
+            return table
+        path = self.path(key)
+        with exclusive(path.with_suffix(".lock"), f"the feature cache entry {path}") as locked:
+            if locked:
+                remove_stale(path.parent, f".{key}.*.tmp")  # only the lock holder writes them
+            table = self.load(key, tracks.paths)  # a process we waited for may have built it
+            if table is None:
+                started = time.perf_counter()
+                table = build()
+                seconds = time.perf_counter() - started
+                log.info("Extracted features of %d tracks in %.1f s (%d segments)", len(tracks), seconds,
+                         table.segments.shape[0])
+                self.extractions += 1
+                if self.store(key, tracks.paths, table):
+                    log.info("Feature cache stored: %s (%d segments)", path, table.segments.shape[0])
         return table

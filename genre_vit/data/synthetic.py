@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 from torchaudio.datasets.gtzan import gtzan_genres
 
-from genre_vit.data.sources import TrackList, list_class_folders
+from genre_vit.data.locks import exclusive, remove_stale
+from genre_vit.data.sources import DataError, TrackList, list_class_folders
 
 log = logging.getLogger(__name__)
 
@@ -362,12 +363,25 @@ class SyntheticGenres:
         return {"kind": "synthetic", **self.settings()}
 
     def ensure(self) -> Path:
-        """Generate the set into a temporary folder and rename it into place, unless it exists."""
+        """Generate the set into a temporary folder and rename it into place, unless it exists.
+        Concurrent runs generate it once (a lock); a killed run's temporary folder is removed."""
         final = self.folder()
         if (final / "settings.json").exists():
             return final
+        try:
+            with exclusive(final.with_suffix(".lock"), f"the synthetic set {final}") as locked:
+                if not (final / "settings.json").exists():
+                    if locked:
+                        remove_stale(final.parent, f".tmp-{final.name}-*")
+                    self._generate(final)
+        except OSError as err:
+            raise DataError(f"cannot write the synthetic data set to {final} "
+                            f"({err.strerror or err}); set paths.cache_dir to a writable folder") from None
+        return final
+
+    def _generate(self, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
         try:
             for genre in STYLES:
                 (tmp / genre).mkdir()
@@ -381,11 +395,6 @@ class SyntheticGenres:
                 with ProcessPoolExecutor(workers) as pool:
                     list(pool.map(_write_track, jobs, chunksize=8))
             (tmp / "settings.json").write_text(json.dumps(self.settings(), indent=2))
-            try:
-                tmp.rename(final)
-            except OSError:  # another process finished first: its copy is identical
-                if not (final / "settings.json").exists():
-                    raise
+            tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return final
