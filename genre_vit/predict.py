@@ -47,7 +47,7 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, path: str | Path, clip_seconds: float | None, batch_size: int) -> torch.Tensor:
         """Mean of the segments' logits, softmaxed. Raises AudioError for unusable audio."""
-        wave = load_audio(path, self.recipe["sample_rate"], clip_seconds)
+        wave = load_audio(path, self.recipe["sample_rate"], clip_seconds, min_seconds=self.features.segment_seconds)
         segments = self.features(wave)
         if segments.shape[0] == 0:
             raise AudioError(f"shorter than one segment ({self.features.segment_seconds:.2f} s)")

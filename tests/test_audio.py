@@ -32,11 +32,16 @@ def test_44k_is_resampled_keeping_pitch_and_duration(tmp_path):
     assert wave.abs().max() == pytest.approx(0.5, abs=0.01)
 
 
-def test_clip_seconds_cuts_long_and_pads_short(tmp_path):
+def test_clip_seconds_cuts_long_and_never_pads_short(tmp_path):
     write_tone(tmp_path / "two.wav", 2.0)
     assert load_audio(tmp_path / "two.wav", 22050, 1.0).shape == (22050,)
-    padded = load_audio(tmp_path / "two.wav", 22050, 3.0)
-    assert padded.shape == (66150,) and padded[44100:].abs().max() == 0
+    assert load_audio(tmp_path / "two.wav", 22050, 3.0).shape == (44100,)
+
+
+def test_audio_shorter_than_min_seconds_is_refused_with_its_length(tmp_path):
+    write_tone(tmp_path / "two.wav", 2.0)
+    with pytest.raises(AudioError, match=r"shorter than one segment \(2.00 s < 2.97 s\)"):
+        load_audio(tmp_path / "two.wav", 22050, 30.0, min_seconds=2.97)
 
 
 @pytest.mark.parametrize("content,reason", [

@@ -28,7 +28,7 @@ from genre_vit.data.locks import exclusive, remove_stale
 from genre_vit.data.sources import TrackList
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: short tracks are no longer zero-padded to clip_seconds
 
 
 @dataclass
@@ -54,11 +54,11 @@ def _extract_one(args: tuple[str, SegmentFeatures, int, float | None]) -> torch.
     """One track -> (segments, F, T), or the reason it is skipped."""
     path, features, sample_rate, clip_seconds = args
     try:
-        wave = load_audio(path, sample_rate, clip_seconds)
+        wave = load_audio(path, sample_rate, clip_seconds, min_seconds=features.segment_seconds)
     except AudioError as err:
         return str(err)
     segments = features(wave)
-    if segments.shape[0] == 0:
+    if segments.shape[0] == 0:  # rounding at the edge of one segment's length
         return f"shorter than one segment ({wave.numel() / sample_rate:.2f} s < {features.segment_seconds:.2f} s)"
     if not torch.isfinite(segments).all():
         return "non-finite features"
