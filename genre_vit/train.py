@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import resource
 import shlex
 import sys
 import time
@@ -42,6 +44,15 @@ class Interrupted(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (Linux), else its peak so far."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
@@ -158,6 +169,7 @@ def train(cfg: DictConfig) -> dict:
         "num_params": sum(p.numel() for p in net.parameters()),
         "best_checkpoint": best_path,
         "wall_time_s": round(time.time() - started, 1),
+        "process_rss_mb": resident_mb(),  # in a multirun: the sweep's process, job after job
     }
     if is_main_process:
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
