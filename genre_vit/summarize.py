@@ -53,7 +53,9 @@ def collect_jobs(root: Path) -> list[dict]:
         metrics_path = run_dir / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
-            job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error", ""),
+            resume = f"{metrics['signal']} in epoch {metrics['stopped_at']['epoch']}; resume with: {metrics['resume']}" \
+                if metrics.get("resume") else ""
+            job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error") or resume,
                        best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"), wall_time_s=metrics.get("wall_time_s"))
             job.update({m: metrics.get("best", {}).get(m) for m in METRICS})
             job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})

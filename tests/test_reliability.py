@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from genre_vit.summarize import summarize
 from tests.conftest import TINY, CodeRunningPayload, run_module, write_tone
 
 # ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
@@ -56,6 +57,9 @@ def test_a_killed_run_saves_its_place_and_resumes_to_the_uninterrupted_metrics(
     assert stopped["last_completed_epoch"] == stopped["stopped_at"]["epoch"] - 1 >= 0
     assert 0 < stopped["stopped_at"]["batch"], "the signal should land mid-epoch"
     assert stopped["resume"] in stderr.splitlines()[-1]
+    summarize(tmp_path)
+    assert f"(interrupted): {signal.Signals(signum).name} in epoch 1; resume with: python -m genre_vit.train" in (
+        tmp_path / "summary.md").read_text()
     saved = torch.load(stopped["checkpoint"], weights_only=True)
     assert saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == stopped["stopped_at"]["batch"]
 
