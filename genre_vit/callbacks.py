@@ -14,7 +14,6 @@ import lightning as L
 import matplotlib
 import torch
 from hydra.experimental.callback import Callback as HydraCallback
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 matplotlib.use("Agg")  # no display: figures are rendered to images
@@ -22,44 +21,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-class GracefulStop(L.Callback):
-    """Ctrl-C (SIGINT) or a scheduler's SIGTERM stops training after the current batch and
-    saves `<dirpath>/<filename>.ckpt` there, so `ckpt_path=last` resumes exactly where it
-    stopped. A second Ctrl-C aborts at once (the checkpoint of the last epoch stays).
+class StopRequested(Exception):
+    """Raised by GracefulStop to leave `trainer.fit` between two training batches."""
 
-    Lightning already turns SIGTERM into a stop at the next batch boundary; Ctrl-C is routed
-    to the same handler.
+
+class GracefulStop(L.Callback):
+    """Ctrl-C (SIGINT) or SIGTERM stops training where it can resume exactly.
+
+    In the middle of an epoch: after the current training batch, saving `<dirpath>/<filename>.ckpt`
+    there. During an epoch's last batch or its validation: at the end of that epoch, whose
+    checkpoint the every-epoch checkpoint callback has just written. A second Ctrl-C aborts at
+    once. Under DDP the request is shared, so every process stops at the same batch.
     """
 
     def __init__(self, dirpath: str, filename: str = "last"):
         self.path = Path(dirpath) / f"{filename}.ckpt"
-        self.saved: Path | None = None  # the checkpoint written on the stop, if any
-        self.signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived
+        self.signal: str | None = None  # the signal that arrived in this process
+        self.stopping = False  # a stop was decided (in any process)
+        self.saved: Path | None = None  # the mid-epoch checkpoint, if the stop wrote one
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
-        stop_after_batch = signal.getsignal(signal.SIGTERM)  # Lightning's, set just before training
-        if not callable(stop_after_batch):
+            log.warning("Not in the main thread: Ctrl-C and SIGTERM will not stop training gracefully")
             return
 
-        def on_sigterm(signum, frame):
-            self.signal = self.signal or "SIGTERM"
-            stop_after_batch(signum, frame)
+        def request_stop(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+            self.signal = self.signal or signal.Signals(signum).name
+            log.warning("%s: stopping at the next batch boundary and saving a checkpoint%s", self.signal,
+                        " (Ctrl-C again aborts now)" if signum == signal.SIGINT else "")
 
-        def on_first_ctrl_c(signum, frame):
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self.signal = "SIGINT"
-            log.warning("Ctrl-C: stopping after this batch and saving a checkpoint (Ctrl-C again aborts now)")
-            stop_after_batch(signum, frame)
+        # Lightning's own SIGTERM handler stops mid-validation too; its teardown restores the originals.
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
 
-        signal.signal(signal.SIGTERM, on_sigterm)
-        signal.signal(signal.SIGINT, on_first_ctrl_c)  # Lightning restores both handlers at its teardown
+    def _decide(self, trainer: L.Trainer) -> bool:
+        self.stopping = self.stopping or trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        return self.stopping
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):  # raised between batches: the state is consistent
-            trainer.save_checkpoint(self.path)
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 < trainer.num_training_batches and self._decide(trainer):
+            trainer.save_checkpoint(self.path)  # the datamodule's state records the batches done
             self.saved = self.path
+            raise StopRequested(f"stopped after batch {batch_idx + 1} of epoch {trainer.current_epoch}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._decide(trainer):
+            trainer.should_stop = True
 
 
 HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "lr")
@@ -148,8 +158,11 @@ def _tensorboard(trainer: L.Trainer) -> Any:
 def unwritable_reason(folder: Path) -> str | None:
     """Why `folder` could not be created and written to, or None if it can (nothing is created)."""
     ancestor = folder.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
+    try:
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+    except OSError as err:  # e.g. a parent folder this user may not enter
+        return f"{ancestor} cannot be checked ({err.strerror})"
     if not ancestor.is_dir():
         return f"{ancestor} is a file, not a folder"
     if not os.access(ancestor, os.W_OK | os.X_OK):

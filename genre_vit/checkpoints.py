@@ -22,6 +22,8 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise CheckpointError(f"{key}={path} is not a checkpoint ({str(err).splitlines()[0][:200]})") from None
         raise CheckpointError(f"{key}={path} holds more than tensors and plain data; refusing to load it "
                               f"({str(err).splitlines()[-1].strip()[:200]})") from None
     except (RuntimeError, EOFError, OSError) as err:
@@ -42,12 +44,17 @@ def recipe_differences(saved: dict, current: dict) -> list[str]:
             if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
 
 
+def recipe_of(checkpoint: dict, path: str | Path, key: str = "ckpt_path") -> dict:
+    """The checkpoint's genre_vit recipe (what its weights mean)."""
+    recipe = checkpoint.get("genre_vit_recipe")
+    if not recipe:
+        raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint (it has no recipe)")
+    return recipe
+
+
 def check_resumable(checkpoint: dict, recipe: dict, path: str | Path) -> None:
-    """Refuse a checkpoint trained on other classes, features, split or model than this run's."""
-    saved = checkpoint.get("genre_vit_recipe")
-    if not saved:
-        raise CheckpointError(f"ckpt_path={path} is not a genre_vit checkpoint (it has no recipe)")
-    differences = recipe_differences(saved, recipe)
+    """Refuse a checkpoint trained on other classes, features, split, batch order or model than this run's."""
+    differences = recipe_differences(recipe_of(checkpoint, path), recipe)
     if differences:
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{len(differences)} differ: " + "; ".join(differences[:6])

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from genre_vit.checkpoints import load_checkpoint
+from genre_vit.checkpoints import load_checkpoint, recipe_of
 from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.data.sources import AUDIO_EXTENSIONS
 from genre_vit.models import build_network
@@ -33,9 +33,7 @@ class Predictor:
 
     def __init__(self, ckpt_path: str | Path):
         checkpoint = load_checkpoint(ckpt_path, key="ckpt")  # data only: unpickling never runs code
-        recipe = checkpoint.get("genre_vit_recipe")
-        if not recipe:
-            raise ValueError(f"{ckpt_path} is not a genre_vit checkpoint (it has no recipe)")
+        recipe = recipe_of(checkpoint, ckpt_path, key="ckpt")
         self.recipe, self.class_names = recipe, recipe["class_names"]
         self.features = instantiate(recipe["features"])
         self.net = build_network({**recipe["model"], "compile": False}, recipe["image_shape"], len(self.class_names))

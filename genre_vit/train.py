@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
+import re
 import shlex
 import sys
 import time
@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from genre_vit.callbacks import GracefulStop
+from genre_vit.callbacks import GracefulStop, StopRequested
 from genre_vit.checkpoints import CheckpointError, check_resumable, load_checkpoint
 from genre_vit.config import ConfigError, validate, validate_image
 from genre_vit.data.sources import DataError
@@ -47,23 +47,28 @@ class Interrupted(Exception):
 
 
 def resident_mb() -> float:
-    """This process's resident memory now (Linux), else its peak so far."""
+    """This process's resident memory now (Linux), else its peak so far (other POSIX), else NaN."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
         return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, AttributeError):
+        try:
+            import resource  # POSIX only
+        except ImportError:
+            return float("nan")
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
-    """What the weights mean: everything predict needs besides them, and the split they were
-    trained on (a resumed run must match it all). Saved in every checkpoint."""
+    """What the weights mean: everything predict needs besides them, the split they were trained
+    on and the batch order (a resumed run must match it all). Saved in every checkpoint."""
     return {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "image_shape": list(image_shape), "class_names": list(class_names),
         "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
         "split": {key: cfg.data[key] for key in ("split", "num_folds", "fold", "split_seed", "test_fraction")},
+        "batches": {"seed": cfg.seed, "batch_size": cfg.data.batch_size},  # the order a mid-epoch resume replays
     }
 
 
@@ -82,26 +87,29 @@ def resume_checkpoint(cfg: DictConfig, recipe: dict, stop: GracefulStop | None) 
 
 
 def resume_command(output_dir: Path) -> str:
-    """The command line that resumes this run in its own directory."""
+    """The POSIX shell command line that resumes this run in its own directory."""
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    run_dir = f"hydra.run.dir='{output_dir}'"  # Hydra quotes: a sweep job's directory name holds = and ,
-    plain = not any(c in str(output_dir) for c in "\"$`\\'")
-    return " ".join(["python -m genre_vit.train", *map(shlex.quote, overrides),
-                     f'"{run_dir}"' if plain else shlex.quote(run_dir), "ckpt_path=last"])
+    # Hydra quotes, since a sweep job's folder name holds = and , (a ' inside them is escaped as \')
+    hydra_quoted = "'" + str(output_dir).replace("'", "\\'") + "'"
+    run_dir = f"hydra.run.dir={hydra_quoted}"
+    readable = f'"{run_dir}"' if re.fullmatch(r"[\w./=,+:@% -]*", str(output_dir)) else shlex.quote(run_dir)
+    return " ".join(["python -m genre_vit.train", *map(shlex.quote, overrides), readable, "ckpt_path=last"])
 
 
 def interruption(cfg: DictConfig, trainer: L.Trainer, stop: GracefulStop | None, write: bool) -> Interrupted:
     """Write metrics.json with status "interrupted" (where it stopped, how to resume)."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = stop.saved if stop and stop.saved else (stop.path if stop and stop.path.exists() else None)
-    signal_name = stop.signal if stop and stop.signal else "SIGINT"
+    signal_name = (stop.signal if stop and stop.signal else None) or ("SIGTERM" if trainer.received_sigterm else "SIGINT")
+    mid_epoch = bool(stop and stop.saved)
     metrics = {
         "status": "interrupted",
         "signal": signal_name,
         "fold": cfg.fold,
         "last_completed_epoch": trainer.current_epoch - 1 if trainer.current_epoch else None,
+        # where training stood: batches done in the current epoch (0: stopped at an epoch's end)
         "stopped_at": {"epoch": trainer.current_epoch,
-                       "batch": trainer.fit_loop.epoch_loop.batch_progress.current.completed},
+                       "batch": trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0},
         "checkpoint": str(checkpoint) if checkpoint else None,
         "resume": resume_command(output_dir) if checkpoint else None,
     }
@@ -110,6 +118,27 @@ def interruption(cfg: DictConfig, trainer: L.Trainer, stop: GracefulStop | None,
     how = f"resume with: {metrics['resume']}" if checkpoint else "no checkpoint yet: run it again to start over"
     return Interrupted(f"{signal_name} at epoch {trainer.current_epoch}, batch {metrics['stopped_at']['batch']}; "
                        f"{how}", 130 if signal_name == "SIGINT" else 143)
+
+
+def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+               final: dict) -> tuple[str, dict, int, dict]:
+    """(path, validation metrics, epoch) of the best checkpoint, and its test metrics if there is a test set.
+
+    The same trainer (under DDP a second one would launch processes again) scores it, with its
+    loggers detached so that these numbers do not join the epoch curves.
+    """
+    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
+    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
+    best, best_epoch = final, trainer.current_epoch - 1
+    loggers, trainer.loggers = trainer.loggers, []
+    if best_path:
+        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+        best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
+    test = {}
+    if datamodule.test_set:
+        test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
+    trainer.loggers = loggers
+    return best_path, best, best_epoch, test
 
 
 def train(cfg: DictConfig) -> dict:
@@ -136,23 +165,13 @@ def train(cfg: DictConfig) -> dict:
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    except (SystemExit, KeyboardInterrupt):  # Lightning's ways out after Ctrl-C or SIGTERM
+        if stop and stop.stopping:
+            raise StopRequested("stopped at the end of an epoch")
+        final = _scalars(trainer.callback_metrics)
+        best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
+    # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
+    except (StopRequested, SystemExit, KeyboardInterrupt):
         raise interruption(cfg, trainer, stop, write=is_main_process) from None
-    final = _scalars(trainer.callback_metrics)
-
-    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
-    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
-    best, best_epoch = final, trainer.current_epoch - 1
-    # The same trainer (under DDP a second one would launch processes again) scores the best
-    # checkpoint, with its loggers detached so that these numbers do not join the epoch curves.
-    loggers, trainer.loggers = trainer.loggers, []
-    if best_path:
-        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
-        best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
-    test = {}
-    if datamodule.test_set:
-        test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
-    trainer.loggers = loggers
 
     metrics = {
         "status": "completed",

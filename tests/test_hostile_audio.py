@@ -92,10 +92,14 @@ def test_valid_audio_of_odd_shapes_is_used_or_skipped_with_a_reason(tmp_path, na
         assert isinstance(result, str) and result.startswith(reason)
 
 
-def test_a_ten_minute_track_gives_as_many_segments_as_a_thirty_second_one(tmp_path):
+def test_of_a_ten_minute_track_only_the_clip_is_decoded(tmp_path, monkeypatch):
     sf.write(tmp_path / "long.wav", noise(600, 8000, scale=0.3), 8000, subtype="PCM_16")
     sf.write(tmp_path / "clip.wav", noise(30, 8000, scale=0.3), 8000, subtype="PCM_16")
+    frames_read = []
+    read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: frames_read.append(frames) or read(self, frames, **kw))
     assert used_or_skipped(tmp_path / "long.wav").shape == used_or_skipped(tmp_path / "clip.wav").shape
+    assert frames_read == [30 * 8000, 30 * 8000]
 
 
 def test_a_run_on_a_folder_of_hostile_files_trains_on_the_good_ones_only(tmp_path):

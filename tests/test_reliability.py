@@ -6,22 +6,35 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from genre_vit.data.locks import exclusive
 from genre_vit.summarize import summarize
-from tests.conftest import TINY, CodeRunningPayload, run_module, write_tone
+from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module, write_tone
 
 # ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
 SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.clip_seconds=30")
+REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at
 
 
-def start_training(tmp_path, shared_cache, run_dir, *overrides) -> subprocess.Popen:
+def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subprocess.PIPE) -> subprocess.Popen:
     args = [sys.executable, "-m", "genre_vit.train", *SLOW_EPOCHS, f"paths.output_root={tmp_path}",
             f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}", *overrides]
-    return subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout !=
+                            subprocess.PIPE else subprocess.PIPE, text=True)
+
+
+def assert_ends_like(run_dir, uninterrupted):
+    final = metrics_of(run_dir)
+    assert final["status"] == "completed" and final["epochs"] == uninterrupted["epochs"]
+    assert final["best"] == uninterrupted["best"] and final["best_epoch"] == uninterrupted["best_epoch"]
+    for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc"):
+        assert final["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
 
 
 def metrics_of(run_dir):
@@ -37,9 +50,8 @@ def uninterrupted(tmp_path_factory, shared_cache):
     return metrics_of(out / "run")
 
 
-@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_killed_run_saves_its_place_and_resumes_to_the_uninterrupted_metrics(
-        uninterrupted, tmp_path, shared_cache, signum, exit_code):
+def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_uninterrupted_metrics(
+        uninterrupted, tmp_path, shared_cache):
     run_dir = tmp_path / "run"
     process = start_training(tmp_path, shared_cache, run_dir)
     history = run_dir / "history.csv"
@@ -48,30 +60,50 @@ def test_a_killed_run_saves_its_place_and_resumes_to_the_uninterrupted_metrics(
         assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
         time.sleep(0.05)
     time.sleep(0.5)
-    process.send_signal(signum)
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
 
-    assert process.returncode == exit_code, stderr[-3000:]
+    assert process.returncode == 143, stderr[-3000:]
     stopped = metrics_of(run_dir)
-    assert stopped["status"] == "interrupted" and stopped["signal"] == signal.Signals(signum).name
+    assert stopped["status"] == "interrupted" and stopped["signal"] == "SIGTERM"
     assert stopped["last_completed_epoch"] == stopped["stopped_at"]["epoch"] - 1 >= 0
-    assert 0 < stopped["stopped_at"]["batch"], "the signal should land mid-epoch"
     assert stopped["resume"] in stderr.splitlines()[-1]
     summarize(tmp_path)
-    assert f"(interrupted): {signal.Signals(signum).name} in epoch 1; resume with: python -m genre_vit.train" in (
-        tmp_path / "summary.md").read_text()
-    saved = torch.load(stopped["checkpoint"], weights_only=True)
-    assert saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == stopped["stopped_at"]["batch"]
+    assert "(interrupted): SIGTERM in epoch " in (tmp_path / "summary.md").read_text()
 
     # The printed command, as the user would paste it (with this interpreter).
     command = stopped["resume"].replace("python", sys.executable, 1)
     resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final = metrics_of(run_dir)
-    assert final["status"] == "completed" and final["epochs"] == uninterrupted["epochs"]
-    assert final["best"] == uninterrupted["best"] and final["best_epoch"] == uninterrupted["best_epoch"]
-    for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc"):
-        assert final["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
+    assert_ends_like(run_dir, uninterrupted)
+
+
+@pytest.mark.parametrize("stage, batch, signum, stopped_at", [
+    # mid-epoch: the signal comes after batch 10 was checked, so training stops after batch 11
+    ("train", 10, "SIGINT", {"epoch": 1, "batch": 12}),
+    ("train", -1, "SIGTERM", {"epoch": 2, "batch": 0}),      # the epoch's last batch: stop after its validation
+    ("validate", 0, "SIGTERM", {"epoch": 2, "batch": 0}),    # during validation: stop when the epoch ends
+], ids=["mid-epoch", "last-batch", "validation"])
+def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
+        uninterrupted, tmp_path, shared_cache, stage, batch, signum, stopped_at):
+    run_dir = tmp_path / "run"
+    process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
+                             f"+callbacks.signal_at.stage={stage}", "+callbacks.signal_at.epoch=1",
+                             f"+callbacks.signal_at.batch={batch}", f"+callbacks.signal_at.signum={signum}")
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == (130 if signum == "SIGINT" else 143), stderr[-3000:]
+    stopped = metrics_of(run_dir)
+    assert stopped["signal"] == signum and stopped["stopped_at"] == stopped_at
+    assert stopped["last_completed_epoch"] == stopped_at["epoch"] - 1
+    saved = torch.load(stopped["checkpoint"], weights_only=True)
+    assert saved["epoch"] == 1  # saved in epoch 1, or at its end by the every-epoch checkpoint
+    if stopped_at["batch"]:
+        assert saved["GenreDataModule"] == {"epoch": 1, "batches_done": stopped_at["batch"]}
+
+    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last")
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert_ends_like(run_dir, uninterrupted)
 
 
 def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_path, shared_cache):
@@ -98,13 +130,21 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
 
 
 def test_runs_started_together_build_the_data_and_the_cache_entry_once(tmp_path):
-    cache = tmp_path / "cache"
-    runs = [start_training(tmp_path, cache, tmp_path / f"run{i}", "trainer.max_epochs=1", "data.clip_seconds=8",
-                           "data.batch_size=16") for i in range(3)]
-    logs = ["".join(process.communicate(timeout=600)) for process in runs]
-    assert [process.returncode for process in runs] == [0, 0, 0], [log[-2000:] for log in logs]
-    assert sum("Generating the synthetic genre set" in log for log in logs) == 1
-    assert sum("Extracted features of" in log for log in logs) == 1
+    cache, settings = tmp_path / "cache", ("trainer.max_epochs=1", "data.clip_seconds=8", "data.batch_size=16")
+    synthetic_set = instantiate(compose_config(*SLOW_EPOCHS, *settings, f"paths.cache_dir={cache}").data.source).folder()
+    logs = [tmp_path / f"run{i}.log" for i in range(3)]
+    # Hold the synthetic set's lock until all three runs wait for it: they then race for real.
+    with exclusive(synthetic_set.with_suffix(".lock"), "the test's hold"):
+        runs = [start_training(tmp_path, cache, tmp_path / f"run{i}", *settings, stdout=log.open("w"))
+                for i, log in enumerate(logs)]
+        deadline = time.time() + 300
+        while sum("Waiting for another process" in log.read_text() for log in logs) < 3:
+            assert time.time() < deadline and all(run.poll() is None for run in runs), [log.read_text()[-2000:] for log in logs]
+            time.sleep(0.1)
+    assert [run.wait(timeout=600) for run in runs] == [0, 0, 0], [log.read_text()[-2000:] for log in logs]
+    outputs = [log.read_text() for log in logs]
+    assert sum("Generating the synthetic genre set" in out for out in outputs) == 1
+    assert sum("Extracted features of" in out for out in outputs) == 1
     assert len(list((cache / "features").glob("*.pt"))) == 1 and len(list(cache.glob("synthetic-*/"))) == 1
     assert not list(cache.rglob(".*tmp*"))
     assert len({metrics_of(tmp_path / f"run{i}")["final"]["train/loss_epoch"] for i in range(3)}) == 1

@@ -133,8 +133,8 @@ class GenreDataModule(L.LightningDataModule):
         already trained on. (Read from the trainer: the loader itself runs a batch ahead.)"""
         if not self.trainer:
             return {}
-        return {"epoch": self.trainer.current_epoch,
-                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.completed}
+        return {"epoch": self.trainer.current_epoch,  # processed: a save in on_train_batch_end counts its batch
+                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state:
