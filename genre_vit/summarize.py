@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-SPLIT_KEYS = ("fold",)  # overrides that pick a fold, not a setting
+NOT_SETTINGS = ("fold", "ckpt_path")  # overrides that pick a fold or a checkpoint to resume, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
 METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")
 
@@ -32,9 +32,9 @@ def job_overrides(run_dir: Path) -> list[str]:
 
 
 def setting_of(overrides: list[str], common: set[str]) -> str:
-    """The hyper-parameter setting a job belongs to: its overrides without the fold and without
-    those every job shares."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in SPLIT_KEYS and o not in common]
+    """The hyper-parameter setting a job belongs to: its overrides without the fold, the resumed
+    checkpoint and those every job shares."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in NOT_SETTINGS and o not in common]
     return " ".join(sorted(kept)) or "(common settings)"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_vit.summarize import summarize
+from genre_vit.summarize import setting_of, summarize
 from tests.conftest import TINY, CodeRunningPayload, run_module
 
 
@@ -79,6 +79,10 @@ def test_summarize_reports_a_job_that_did_not_finish(sweep, tmp_path):
     assert "did not complete" in (copy / "summary.md").read_text()
     with open(copy / "summary.csv") as f:
         assert sum(r["status"] == "failed" for r in csv.DictReader(f)) == 1
+
+
+def test_a_resumed_job_counts_in_its_setting_and_fold():
+    assert setting_of(["experiment=paper", "fold=1", "ckpt_path=last"], common=set()) == "experiment=paper"
 
 
 def test_same_seed_gives_the_same_metrics(tiny_run, tmp_path, shared_cache):
