@@ -28,10 +28,12 @@ class StopRequested(Exception):
 class GracefulStop(L.Callback):
     """Ctrl-C (SIGINT) or SIGTERM stops training where it can resume exactly.
 
-    In the middle of an epoch: after the current training batch, saving `<dirpath>/<filename>.ckpt`
-    there. During an epoch's last batch or its validation: at the end of that epoch, whose
-    checkpoint the every-epoch checkpoint callback has just written. A second Ctrl-C aborts at
-    once. Under DDP the request is shared, so every process stops at the same batch.
+    The request is read after each training batch (shared across DDP processes there, so all
+    stop at the same batch). In the middle of an epoch, training stops after that batch and
+    `<dirpath>/<filename>.ckpt` is saved there; after an epoch's last batch, it stops when the
+    epoch (and its validation) ends, whose checkpoint the every-epoch checkpoint callback writes.
+    A signal during validation is read after the next epoch's first batch. A second Ctrl-C
+    aborts at once.
     """
 
     def __init__(self, dirpath: str, filename: str = "last"):
@@ -56,19 +58,18 @@ class GracefulStop(L.Callback):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-    def _decide(self, trainer: L.Trainer) -> bool:
-        self.stopping = self.stopping or trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
-        return self.stopping
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if batch_idx + 1 < trainer.num_training_batches and self._decide(trainer):
+        # One collective per batch, at the same point in every process (none at epoch end, where
+        # rank-0-only callbacks may run collectives of their own).
+        self.stopping = self.stopping or trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        if self.stopping and batch_idx + 1 < trainer.num_training_batches:
             trainer.save_checkpoint(self.path)  # the datamodule's state records the batches done
             self.saved = self.path
             raise StopRequested(f"stopped after batch {batch_idx + 1} of epoch {trainer.current_epoch}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._decide(trainer):
+        if self.stopping:  # decided after the epoch's last batch
             trainer.should_stop = True
 
 

@@ -78,17 +78,19 @@ def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_unint
     assert_ends_like(run_dir, uninterrupted)
 
 
-@pytest.mark.parametrize("stage, batch, signum, stopped_at", [
+# The interrupted epoch is never the last (of 3): only its own epoch means cover fewer batches.
+@pytest.mark.parametrize("stage, epoch, batch, signum, stopped_at", [
     # mid-epoch: the signal comes after batch 10 was checked, so training stops after batch 11
-    ("train", 10, "SIGINT", {"epoch": 1, "batch": 12}),
-    ("train", -1, "SIGTERM", {"epoch": 2, "batch": 0}),      # the epoch's last batch: stop after its validation
-    ("validate", 0, "SIGTERM", {"epoch": 2, "batch": 0}),    # during validation: stop when the epoch ends
+    ("train", 1, 10, "SIGINT", {"epoch": 1, "batch": 12}),
+    # after the next-to-last batch: read after the last one, so training stops when the epoch ends
+    ("train", 1, -2, "SIGTERM", {"epoch": 2, "batch": 0}),
+    ("validate", 0, 0, "SIGTERM", {"epoch": 1, "batch": 1}),    # during validation: after the next epoch's first batch
 ], ids=["mid-epoch", "last-batch", "validation"])
 def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
-        uninterrupted, tmp_path, shared_cache, stage, batch, signum, stopped_at):
+        uninterrupted, tmp_path, shared_cache, stage, epoch, batch, signum, stopped_at):
     run_dir = tmp_path / "run"
     process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
-                             f"+callbacks.signal_at.stage={stage}", "+callbacks.signal_at.epoch=1",
+                             f"+callbacks.signal_at.stage={stage}", f"+callbacks.signal_at.epoch={epoch}",
                              f"+callbacks.signal_at.batch={batch}", f"+callbacks.signal_at.signum={signum}")
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == (130 if signum == "SIGINT" else 143), stderr[-3000:]
@@ -96,9 +98,10 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
     assert stopped["signal"] == signum and stopped["stopped_at"] == stopped_at
     assert stopped["last_completed_epoch"] == stopped_at["epoch"] - 1
     saved = torch.load(stopped["checkpoint"], weights_only=True)
-    assert saved["epoch"] == 1  # saved in epoch 1, or at its end by the every-epoch checkpoint
-    if stopped_at["batch"]:
-        assert saved["GenreDataModule"] == {"epoch": 1, "batches_done": stopped_at["batch"]}
+    if stopped_at["batch"]:  # saved at the stop, in the middle of the epoch
+        assert saved["GenreDataModule"] == {"epoch": stopped_at["epoch"], "batches_done": stopped_at["batch"]}
+    else:  # the every-epoch checkpoint, written at the end of the epoch before
+        assert saved["epoch"] == stopped_at["epoch"] - 1
 
     resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last")
     _, stderr = resumed.communicate(timeout=600)
