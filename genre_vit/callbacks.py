@@ -40,7 +40,7 @@ class GracefulStop(L.Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.signal: str | None = None  # the signal that arrived in this process
         self.stopping = False  # a stop was decided (in any process)
-        self.saved: Path | None = None  # the mid-epoch checkpoint, if the stop wrote one
+        self.saved_mid_epoch = False  # the stop saved `path` in the middle of an epoch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -65,7 +65,7 @@ class GracefulStop(L.Callback):
         self.stopping = self.stopping or trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
         if self.stopping and batch_idx + 1 < trainer.num_training_batches:
             trainer.save_checkpoint(self.path)  # the datamodule's state records the batches done
-            self.saved = self.path
+            self.saved_mid_epoch = True
             raise StopRequested(f"stopped after batch {batch_idx + 1} of epoch {trainer.current_epoch}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -99,9 +99,9 @@ def resume_command(output_dir: Path) -> str:
 def interruption(cfg: DictConfig, trainer: L.Trainer, stop: GracefulStop | None, write: bool) -> Interrupted:
     """Write metrics.json with status "interrupted" (where it stopped, how to resume)."""
     output_dir = Path(cfg.paths.output_dir)
-    checkpoint = stop.saved if stop and stop.saved else (stop.path if stop and stop.path.exists() else None)
-    signal_name = (stop.signal if stop and stop.signal else None) or ("SIGTERM" if trainer.received_sigterm else "SIGINT")
-    mid_epoch = bool(stop and stop.saved)
+    checkpoint = stop.path if stop and stop.path.exists() else None
+    signal_name = (stop.signal if stop else None) or ("SIGTERM" if trainer.received_sigterm else "SIGINT")
+    mid_epoch = bool(stop and stop.saved_mid_epoch)
     metrics = {
         "status": "interrupted",
         "signal": signal_name,
@@ -132,7 +132,7 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     best, best_epoch = final, trainer.current_epoch - 1
     loggers, trainer.loggers = trainer.loggers, []
     if best_path:
-        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+        best_epoch = load_checkpoint(best_path)["epoch"]
         best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
     test = {}
     if datamodule.test_set:

@@ -38,9 +38,10 @@ except ImportError:  # Windows
 
 
 @contextmanager
-def exclusive(lock_path: Path, what: str) -> Iterator[bool]:
+def exclusive(lock_path: Path, what: str, stale: str | None = None) -> Iterator[bool]:
     """Hold `lock_path` exclusively while building `what`; yields False (unlocked) when the lock
-    file cannot be created (a read-only folder), where no other writer can exist either."""
+    file cannot be created (a read-only folder), where no other writer can exist either. Once
+    held, leftovers matching `stale` in the lock's folder (a killed writer's) are removed."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -54,6 +55,8 @@ def exclusive(lock_path: Path, what: str) -> Iterator[bool]:
             while not _try_lock(fd):
                 time.sleep(0.2)
         try:
+            if stale:
+                remove_stale(lock_path.parent, stale)
             yield True
         finally:
             _unlock(fd)
@@ -62,8 +65,8 @@ def exclusive(lock_path: Path, what: str) -> Iterator[bool]:
 
 
 def remove_stale(folder: Path, pattern: str) -> int:
-    """Delete leftovers matching `pattern` in `folder`: temporary files or folders of a killed run.
-    Only call it while holding the lock of whatever writes them."""
+    """Delete leftovers matching `pattern` in `folder`: temporary files or folders of a killed run
+    (called while holding the lock of whatever writes them)."""
     removed = 0
     for path in folder.glob(pattern):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
