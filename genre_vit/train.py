@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shlex
 import sys
@@ -46,17 +45,21 @@ class Interrupted(Exception):
         self.exit_code = exit_code
 
 
-def resident_mb() -> float:
-    """This process's resident memory now (Linux), else its peak so far (other POSIX), else NaN."""
+def memory_mb(field: str) -> float:
+    """This process's memory from /proc/self/status (Linux): "VmRSS" now, "VmHWM" its peak.
+    Elsewhere the peak from getrusage (POSIX), else NaN. VmHWM is this process's own: unlike
+    getrusage's ru_maxrss, it does not inherit the parent's peak across exec."""
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError, IndexError, AttributeError):
-        try:
-            import resource  # POSIX only
-        except ImportError:
-            return float("nan")
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024), 1)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return float("nan")
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
@@ -188,7 +191,9 @@ def train(cfg: DictConfig) -> dict:
         "num_params": sum(p.numel() for p in net.parameters()),
         "best_checkpoint": best_path,
         "wall_time_s": round(time.time() - started, 1),
-        "process_rss_mb": resident_mb(),  # in a multirun: the sweep's process, job after job
+        # in a multirun: the sweep's one process, job after job
+        "process_rss_mb": memory_mb("VmRSS"),
+        "process_peak_rss_mb": memory_mb("VmHWM"),
     }
     if is_main_process:
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

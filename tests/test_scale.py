@@ -20,6 +20,22 @@ BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_ov
               "predict_tracks_per_s", "peak_rss_mb"}
 
 
+def test_bench_counts_every_matmul_of_the_default_model_attention_included():
+    from hydra import compose, initialize_config_dir
+
+    from genre_vit.bench import NUM_CLASSES, flops_per_segment
+    from genre_vit.train import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train")
+    tokens, dim, depth, head_hidden = 64, 128, 8, 128  # 128x32 image, 16x4 patches
+    per_block = 2 * tokens * 12 * dim * dim + 2 * 2 * tokens * tokens * dim  # qkv, proj, mlp; QK^T and AV
+    head = 2 * (dim * head_hidden + head_hidden * NUM_CLASSES)
+    patch_embed = 2 * tokens * 16 * 4 * dim
+    # backward costs twice the forward, except the patch embedding's (no gradient for the input)
+    assert flops_per_segment(cfg, (128, 32)) == 3 * (depth * per_block + head) + 2 * patch_embed
+
+
 def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

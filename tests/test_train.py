@@ -17,6 +17,18 @@ def test_run_writes_metrics_json(tiny_run):
     assert 0.0 <= metrics["best"]["val/track_acc"] <= 1.0 and metrics["best_epoch"] in (0, 1)
     assert metrics["final"]["val/track_acc_best"] >= metrics["final"]["val/track_acc"]
     assert metrics["num_params"] > 0 and metrics["wall_time_s"] > 0
+    assert 0 < metrics["process_rss_mb"] <= metrics["process_peak_rss_mb"]
+
+
+def test_peak_memory_is_the_process_own_not_its_parents(tmp_path):
+    """getrusage's ru_maxrss inherits the parent's peak across exec; the recorded peak must not."""
+    import subprocess
+    import sys
+
+    held = bytearray(1536 * 2**20)  # touched pages: this process's peak is at least 1.5 GiB
+    child = subprocess.run([sys.executable, "-c", "from genre_vit.train import memory_mb; print(memory_mb('VmHWM'))"],
+                           capture_output=True, text=True, check=True)
+    assert len(held) and float(child.stdout) < 1536  # importing genre_vit.train peaks at about 700 MB
 
 
 def test_run_saves_best_and_last_checkpoints_and_config(tiny_run):
