@@ -189,28 +189,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def training_rates(configs: dict[str, DictConfig], opts: DictConfig) -> dict[str, dict]:
+def bench_batch_size(cfg: DictConfig, opts: DictConfig) -> int:
+    """The bench's batch size, else the config's."""
+    return opts.batch_size or cfg.data.batch_size
+
+
+def training_rates(configs: dict[str, DictConfig], shapes: dict[str, tuple[int, int]], opts: DictConfig
+                   ) -> dict[str, dict]:
     """Per config, raw and Lightning throughput and batch-wait share in each of `opts.repeats`
     turns. All loops run once per turn, so that they see the same machine load and no config
     gains by going first."""
     rates = {name: {"raw": [], "lightning": [], "wait": []} for name in configs}
     for _ in range(opts.repeats):
         for name, cfg in configs.items():
-            image_shape = tuple(instantiate(cfg.features).image_shape)
-            batch_size = opts.batch_size or cfg.data.batch_size
-            rates[name]["raw"].append(raw_loop(cfg, image_shape, batch_size, opts.train_steps, opts.warmup_steps))
-            rate, wait = lightning_loop(cfg, image_shape, batch_size, opts.train_steps, opts.warmup_steps)
+            args = cfg, shapes[name], bench_batch_size(cfg, opts), opts.train_steps, opts.warmup_steps
+            rates[name]["raw"].append(raw_loop(*args))
+            rate, wait = lightning_loop(*args)
             rates[name]["lightning"].append(rate)
             rates[name]["wait"].append(wait)
     return rates
 
 
-def bench_config(name: str, cfg: DictConfig, rates: dict, opts: DictConfig, work: Path, peak: float) -> dict:
-    image_shape = tuple(instantiate(cfg.features).image_shape)
+def bench_config(name: str, cfg: DictConfig, image_shape: tuple[int, int], rates: dict, opts: DictConfig, work: Path,
+                 peak: float) -> dict:
     light, raw = max(rates["lightning"]), max(rates["raw"])
     flops = flops_per_segment(cfg, image_shape)
     result = {
-        "image_shape": list(image_shape), "batch_size": opts.batch_size or cfg.data.batch_size,
+        "image_shape": list(image_shape), "batch_size": bench_batch_size(cfg, opts),
         "train_segments_per_s": {"lightning": light, "raw": raw},
         # runs paired within a turn: one loop's lucky best moves no ratio
         "lightning_over_raw": statistics.median(a / b for a, b in zip(rates["lightning"], rates["raw"])),
@@ -243,10 +248,11 @@ def run(overrides: list[str]) -> dict:
     }
     # One peak for every config, so that their MFUs compare.
     peak = report["matmul_peak_gflops"] = matmul_peak_gflops(opts.matmul_size, opts.matmul_repeats)
-    rates = training_rates(configs, opts)
+    shapes = {name: tuple(instantiate(cfg.features).image_shape) for name, cfg in configs.items()}
+    rates = training_rates(configs, shapes, opts)
     with tempfile.TemporaryDirectory(prefix="genre-vit-bench-") as tmp:
         for name, cfg in configs.items():
-            report[name] = bench_config(name, cfg, rates[name], opts, Path(tmp), peak)
+            report[name] = bench_config(name, cfg, shapes[name], rates[name], opts, Path(tmp), peak)
     return report
 
 

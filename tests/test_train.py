@@ -1,5 +1,7 @@
 """The real entry point, end to end on a tiny synthetic set, and its refusals of bad settings."""
 import json
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -22,9 +24,6 @@ def test_run_writes_metrics_json(tiny_run):
 
 def test_peak_memory_is_the_process_own_not_its_parents(tmp_path):
     """getrusage's ru_maxrss inherits the parent's peak across exec; the recorded peak must not."""
-    import subprocess
-    import sys
-
     held = bytearray(1536 * 2**20)  # touched pages: this process's peak is at least 1.5 GiB
     child = subprocess.run([sys.executable, "-c", "from genre_vit.train import memory_mb; print(memory_mb('VmHWM'))"],
                            capture_output=True, text=True, check=True)

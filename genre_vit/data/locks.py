@@ -38,16 +38,16 @@ except ImportError:  # Windows
 
 
 @contextmanager
-def exclusive(lock_path: Path, what: str, stale: str | None = None) -> Iterator[bool]:
-    """Hold `lock_path` exclusively while building `what`; yields False (unlocked) when the lock
-    file cannot be created (a read-only folder), where no other writer can exist either. Once
-    held, leftovers matching `stale` in the lock's folder (a killed writer's) are removed."""
+def exclusive(lock_path: Path, what: str, stale: str | None = None) -> Iterator[None]:
+    """Hold `lock_path` exclusively while building `what`; build unlocked when the lock file
+    cannot be created (a read-only folder), where no other writer can exist either. Once held,
+    leftovers matching `stale` in the lock's folder (a killed writer's) are removed."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         log.warning("Cannot create the lock %s (%s); building %s without it", lock_path, err.strerror, what)
-        yield False
+        yield
         return
     try:
         if not _try_lock(fd):
@@ -57,7 +57,7 @@ def exclusive(lock_path: Path, what: str, stale: str | None = None) -> Iterator[
         try:
             if stale:
                 remove_stale(lock_path.parent, stale)
-            yield True
+            yield
         finally:
             _unlock(fd)
     finally:
