@@ -31,14 +31,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from genre_vit import CONFIG_DIR
 from genre_vit.data.cache import FeatureCache, extract_segments
 from genre_vit.data.datamodule import Batches, SegmentBatches
 from genre_vit.data.synthetic import SyntheticGenres
-from genre_vit.models import build_network
-from genre_vit.predict import Predictor
-from genre_vit.train import CONFIG_DIR, predict_recipe
+from genre_vit.inference import Predictor
+from genre_vit.recipe import Recipe
 
 NUM_CLASSES = 10
+CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 
 class TimedBatches(SegmentBatches):
@@ -80,8 +81,8 @@ def _loader(data: SegmentBatches, batch_size: int) -> DataLoader:
 
 def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:
     torch.manual_seed(0)
-    net = build_network(cfg.model, image_shape, NUM_CLASSES)
-    return instantiate(cfg.module, net=net, class_names=[str(i) for i in range(NUM_CLASSES)])
+    recipe = Recipe.from_config(cfg, CLASS_NAMES)
+    return instantiate(cfg.module, net=recipe.build_network(), input_rows=image_shape[0], class_names=CLASS_NAMES)
 
 
 def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> float:
@@ -147,16 +148,14 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
     source = SyntheticGenres(root=str(work), tracks_per_genre=tracks_per_genre, seed=7, sample_rate=cfg.data.sample_rate,
                              clip_seconds=30, workers=0)
     tracks = source.tracks()
-    features = instantiate(cfg.features)
+    recipe = Recipe.from_config(cfg, CLASS_NAMES)
+    features = recipe.build_features()
     start = time.perf_counter()
     table = extract_segments(tracks, features, cfg.data.sample_rate, 30, workers=os.cpu_count() or 1)
     FeatureCache(work / "cache").store("bench", tracks.paths, table)
     feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
 
-    checkpoint = work / "bench.ckpt"
-    recipe = predict_recipe(cfg, features.image_shape, [str(i) for i in range(NUM_CLASSES)])
-    torch.save({"state_dict": module.state_dict(), "genre_vit_recipe": recipe}, checkpoint)
-    predictor = Predictor(checkpoint)
+    predictor = Predictor(recipe, module.state_dict())
     paths = tracks.paths[:predict_tracks]
     start = time.perf_counter()
     for path in paths:
@@ -248,7 +247,7 @@ def run(overrides: list[str]) -> dict:
     }
     # One peak for every config, so that their MFUs compare.
     peak = report["matmul_peak_gflops"] = matmul_peak_gflops(opts.matmul_size, opts.matmul_repeats)
-    shapes = {name: tuple(instantiate(cfg.features).image_shape) for name, cfg in configs.items()}
+    shapes = {name: Recipe.from_config(cfg, CLASS_NAMES).image_shape for name, cfg in configs.items()}
     rates = training_rates(configs, shapes, opts)
     with tempfile.TemporaryDirectory(prefix="genre-vit-bench-") as tmp:
         for name, cfg in configs.items():

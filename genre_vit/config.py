@@ -9,8 +9,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.features import WINDOWS
 from genre_vit.data.splits import SPLITS
-from genre_vit.models.vit import check_patch_grid
-from genre_vit.module import LOGGED_METRICS
+from genre_vit.models.vit import POOLS
+from genre_vit.runs import LOGGED_METRICS
 
 
 class ConfigError(ValueError):
@@ -70,7 +70,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.mlp_ratio": _number(1e-6),
     "model.dropout": _number(0, 1),
     "model.head_hidden": _int(0),
-    "model.pool": _one_of("mean", "cls"),
+    "model.pool": _one_of(*POOLS),
     "optim.lr": _number(1e-12),
     "optim.weight_decay": _number(0),
     "optim.label_smoothing": _number(0, 1),
@@ -97,15 +97,21 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(fold, int) or not 0 <= fold < num_folds:
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds})")
     model = cfg.model
-    if model.embed_dim % model.num_heads:
-        divisors = [h for h in range(1, model.embed_dim + 1) if model.embed_dim % h == 0]
+    if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
-                          f"allowed num_heads for this embed_dim: {divisors}")
+                          f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
-    """The patch shape must tile the features' (F, T) image."""
-    try:
-        check_patch_grid(image_shape, cfg.model.patch_size)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    """A patch shape (for networks that have one) must tile the features' (F, T) image."""
+    patch = cfg.model.get("patch_size")
+    if patch is None:
+        return
+    (rows, cols), (patch_rows, patch_cols) = image_shape, patch
+    if rows % patch_rows or cols % patch_cols:
+        raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} does not tile the input image {[rows, cols]}: "
+                          f"allowed patch rows {_divisors(rows)} and patch columns {_divisors(cols)}")

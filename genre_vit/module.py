@@ -1,7 +1,6 @@
-"""GenreClassifier: the LightningModule around a spectrogram network (loss, metrics, optimizers)."""
+"""GenreClassifier: the LightningModule around any spectrogram network (loss, metrics, optimizers)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import lightning as L
@@ -13,25 +12,29 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from genre_vit.data.features import SpecAugment
 from genre_vit.metrics import TrackVotes, track_scores
+from genre_vit.models import normalized
+from genre_vit.optim import param_groups
+from genre_vit.recipe import CHECKPOINT_KEY
 
-# What a run logs; `optimized_metric` must be one of these.
-LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best")
+# Augmentation draws of step s use seed * AUGMENT_SEED_STRIDE + s: distinct for every (seed, step).
+AUGMENT_SEED_STRIDE = 1_000_003
 
 
 class GenreClassifier(L.LightningModule):
-    """Classifies (B, F, T) log-spectrogram segments into genres.
+    """Classifies (B, F, T) log-spectrogram segments into genres with `net`, any nn.Module that
+    maps (B, F, T) to (B, classes) logits.
 
-    The per-frequency normalisation (mean, std over the training fold) lives in buffers, so it
-    is saved with the checkpoint and applied identically in training, validation and predict.
-    `augment` holds SpecAugment masking (`freq_mask`, `time_mask`, `num_masks`) and `mixup_alpha`
-    (0 = off), applied to training batches only. `recipe` (set by the train entry) describes
-    the features and network, and is saved in every checkpoint so that predict needs nothing
-    else.
+    The module holds `model`: a per-frequency Normalization of the `input_rows` rows (statistics
+    of the training fold, set at fit start from the datamodule) followed by `net`, so the
+    normalisation is saved with the weights. `augment` holds SpecAugment masking (`freq_mask`,
+    `time_mask`, `num_masks`) and `mixup_alpha` (0 = off), applied to training batches only.
+    `recipe` (Recipe.to_dict(), see genre_vit.recipe) is saved in every checkpoint.
     """
 
     def __init__(
         self,
         net: nn.Module,
+        input_rows: int,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
         label_smoothing: float,
@@ -42,11 +45,9 @@ class GenreClassifier(L.LightningModule):
         super().__init__()
         # logger=False: the train entry writes the full config and final metrics to HPARAMS once.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.net = net
+        self.model = normalized(net, input_rows)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        rows = net.patch_embed.img_size[0]
-        self.register_buffer("norm_mean", torch.zeros(rows, 1))
-        self.register_buffer("norm_std", torch.ones(rows, 1))
+        self.recipe: dict = {}  # set by the train entry (not a constructor argument: Hydra would instantiate its targets)
         num_classes = len(class_names)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -56,43 +57,34 @@ class GenreClassifier(L.LightningModule):
         self.val_track_acc_best = MaxMetric()
         self.val_track_acc_best.persistent(True)  # resumed runs keep their best so far
         self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"])
-        self.recipe: dict = {}
         self.last_val_confusion: torch.Tensor | None = None  # (true, predicted) track counts, for pictures
-
-    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-row statistics (F,) of the training segments."""
-        self.norm_mean.copy_(mean.reshape(-1, 1))
-        self.norm_std.copy_(std.reshape(-1, 1))
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and getattr(datamodule, "norm_mean", None) is not None:
-            self.set_normalization(datamodule.norm_mean, datamodule.norm_std)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.norm_mean) / self.norm_std
+            self.model.normalize.set(datamodule.norm_mean, datamodule.norm_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) dB segments -> (B, classes) logits."""
-        return self.net(self.normalize(x))
+        return self.model(x)
 
     def on_train_batch_start(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         # Augmentation draws depend on (seed, step) only, not on what else drew random numbers
         # before (a resumed run's data loader does), so resuming reproduces them.
-        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+        torch.manual_seed(self.hparams.seed * AUGMENT_SEED_STRIDE + self.global_step)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        x = self.spec_augment(self.normalize(x))
+        x = self.spec_augment(self.model.normalize(x))
         smoothing, alpha = self.hparams.label_smoothing, self.hparams.augment["mixup_alpha"]
         if alpha > 0:
             mix = float(torch.distributions.Beta(alpha, alpha).sample())
             partner = torch.randperm(x.shape[0], device=x.device)
-            logits = self.net(mix * x + (1 - mix) * x[partner])
+            logits = self.model.net(mix * x + (1 - mix) * x[partner])
             loss = (mix * F.cross_entropy(logits, y, label_smoothing=smoothing)
                     + (1 - mix) * F.cross_entropy(logits, y[partner], label_smoothing=smoothing))
         else:
-            logits = self.net(x)
+            logits = self.model.net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
@@ -137,12 +129,11 @@ class GenreClassifier(L.LightningModule):
         self._log_track_metrics("test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["genre_vit_recipe"] = self.recipe
+        checkpoint[CHECKPOINT_KEY] = self.recipe
 
     def build_optimizer(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-        """The configured optimizer (weight decay on matrices only) and per-step schedule."""
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(params=self.net.param_groups(weight_decay))
+        """The configured optimizer (its weight decay on matrices only) and per-step schedule."""
+        optimizer = self.optimizer_factory(params=param_groups(self.model))
         scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total_steps) if self.scheduler_factory else None
         return optimizer, scheduler
 
@@ -151,16 +142,3 @@ class GenreClassifier(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float,
-                  min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over `warmup_fraction` of the steps, then cosine decay to `min_lr_ratio` x lr."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -13,44 +13,16 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from genre_vit.checkpoints import load_checkpoint, recipe_of
-from genre_vit.data.audio import AudioError, load_audio
+from genre_vit import CONFIG_DIR
+from genre_vit.data.audio import AudioError
 from genre_vit.data.sources import AUDIO_EXTENSIONS
-from genre_vit.models import build_network
-from genre_vit.train import CONFIG_DIR
+from genre_vit.inference import Predictor
 
 log = logging.getLogger(__name__)
-
-
-class Predictor:
-    """A checkpoint's features and network: audio file -> (classes,) genre probabilities."""
-
-    def __init__(self, ckpt_path: str | Path):
-        checkpoint = load_checkpoint(ckpt_path, key="ckpt")  # data only: unpickling never runs code
-        recipe = recipe_of(checkpoint, ckpt_path, key="ckpt")
-        self.recipe, self.class_names = recipe, recipe["class_names"]
-        self.features = instantiate(recipe["features"])
-        self.net = build_network({**recipe["model"], "compile": False}, recipe["image_shape"], len(self.class_names))
-        state = checkpoint["state_dict"]
-        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
-        self.net.eval()
-        self.mean, self.std = state["norm_mean"], state["norm_std"]
-
-    @torch.no_grad()
-    def probabilities(self, path: str | Path, clip_seconds: float | None, batch_size: int) -> torch.Tensor:
-        """Mean of the segments' logits, softmaxed. Raises AudioError for unusable audio."""
-        wave = load_audio(path, self.recipe["sample_rate"], clip_seconds, min_seconds=self.features.segment_seconds)
-        segments = self.features(wave)
-        if segments.shape[0] == 0:
-            raise AudioError(f"shorter than one segment ({self.features.segment_seconds:.2f} s)")
-        logits = torch.cat([self.net((chunk - self.mean) / self.std) for chunk in segments.split(batch_size)])
-        return logits.mean(dim=0).softmax(dim=0)
 
 
 def audio_files(path: Path) -> list[Path]:
@@ -62,7 +34,7 @@ def audio_files(path: Path) -> list[Path]:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
-    predictor = Predictor(cfg.ckpt)
+    predictor = Predictor.from_checkpoint(cfg.ckpt)
     k = min(cfg.top_k, len(predictor.class_names))
     rows = []
     for path in audio_files(Path(cfg.input)):
@@ -105,7 +77,7 @@ def show(rows: list[dict], k: int, output: Path) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # a CheckpointError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

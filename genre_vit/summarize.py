@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -19,9 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from genre_vit.runs import RECORD_FILE, SUMMARY_METRICS, read_record  # noqa: E402
+
 NOT_SETTINGS = ("fold", "ckpt_path")  # overrides that pick a fold or a checkpoint to resume, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
-METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")
 
 
 def job_overrides(run_dir: Path) -> list[str]:
@@ -45,19 +45,18 @@ def common_overrides(jobs: list[dict]) -> set[str]:
 
 def collect_jobs(root: Path) -> list[dict]:
     """One record per run directory below `root` that holds a metrics.json or a .hydra folder."""
-    run_dirs = sorted({p.parent for p in root.rglob("metrics.json")} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
+    run_dirs = sorted({p.parent for p in root.rglob(RECORD_FILE)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
     jobs = []
     for run_dir in run_dirs:
         overrides = job_overrides(run_dir)
         job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": " ".join(overrides)}
-        metrics_path = run_dir / "metrics.json"
-        if metrics_path.exists():
-            metrics = json.loads(metrics_path.read_text())
+        metrics = read_record(run_dir)
+        if metrics is not None:
             resume = f"{metrics['signal']} in epoch {metrics['stopped_at']['epoch']}; resume with: {metrics['resume']}" \
                 if metrics.get("resume") else ""
             job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error") or resume,
                        best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"), wall_time_s=metrics.get("wall_time_s"))
-            job.update({m: metrics.get("best", {}).get(m) for m in METRICS})
+            job.update({m: metrics.get("best", {}).get(m) for m in SUMMARY_METRICS})
             job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})
         else:
             job.update(status="failed", error="no metrics.json: the job stopped before it finished")
@@ -88,7 +87,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
 
 
 def write_csv(jobs: list[dict], path: Path) -> None:
-    columns = ["dir", "setting", "overrides", "status", "fold", *METRICS, "best_epoch", "epochs", "wall_time_s"]
+    columns = ["dir", "setting", "overrides", "status", "fold", *SUMMARY_METRICS, "best_epoch", "epochs", "wall_time_s"]
     columns += sorted({k for j in jobs for k in j if k.startswith("test/")}) + ["error"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")

@@ -5,10 +5,7 @@
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -21,63 +18,25 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from genre_vit.callbacks import GracefulStop, StopRequested
-from genre_vit.checkpoints import CheckpointError, check_resumable, load_checkpoint
+from genre_vit import CONFIG_DIR
+from genre_vit.callbacks.stop import GracefulStop, Interrupted, StopRequested, interruption
+from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError, validate, validate_image
 from genre_vit.data.sources import DataError
-from genre_vit.models import build_network
+from genre_vit.recipe import Recipe, build_features
+from genre_vit.runs import failure_fields, memory_mb, write_record
 
 log = logging.getLogger(__name__)
-
-# conf/ sits beside the package in the repository; an editable install finds it from any directory.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
 
 
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def memory_mb(field: str) -> float:
-    """This process's memory from /proc/self/status (Linux): "VmRSS" now, "VmHWM" its peak.
-    Elsewhere the peak from getrusage (POSIX), else NaN. VmHWM is this process's own: unlike
-    getrusage's ru_maxrss, it does not inherit the parent's peak across exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return round(int(line.split()[1]) / 1024, 1)  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource  # POSIX only
-    except ImportError:
-        return float("nan")
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024), 1)
-
-
-def predict_recipe(cfg: DictConfig, image_shape, class_names: list[str]) -> dict:
-    """What the weights mean: everything predict needs besides them, the split they were trained
-    on and the batch order (a resumed run must match it all). Saved in every checkpoint."""
-    return {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "features": OmegaConf.to_container(cfg.features, resolve=True),
-        "image_shape": list(image_shape), "class_names": list(class_names),
-        "sample_rate": cfg.data.sample_rate, "clip_seconds": cfg.data.clip_seconds,
-        "split": {key: cfg.data[key] for key in ("split", "num_folds", "fold", "split_seed", "test_fraction")},
-        "batches": {"seed": cfg.seed, "batch_size": cfg.data.batch_size},  # the order a mid-epoch resume replays
-    }
-
-
-def resume_checkpoint(cfg: DictConfig, recipe: dict, stop: GracefulStop | None) -> str | None:
+def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None) -> str | None:
     """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
-    and trained with this run's classes, features, split and model. `last` is this run's last.ckpt."""
+    and trained with this run's recipe (classes, features, split, batch order, model). `last`
+    is this run's last.ckpt."""
     wanted = cfg.get("ckpt_path")
     if not wanted or (wanted == "last" and stop is None):
         return wanted  # without GracefulStop's path Lightning looks `last` up itself
@@ -85,42 +44,12 @@ def resume_checkpoint(cfg: DictConfig, recipe: dict, stop: GracefulStop | None) 
     if wanted == "last" and not path.exists():
         log.warning("ckpt_path=last: no %s yet, training from the start", path)
         return None
-    check_resumable(load_checkpoint(path), recipe, path)
+    differences = Recipe.from_checkpoint(load_checkpoint(path), path).differences(recipe)
+    if differences:
+        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
+                              f"{len(differences)} differ: " + "; ".join(differences[:6])
+                              + (" ..." if len(differences) > 6 else ""))
     return str(path)
-
-
-def resume_command(output_dir: Path) -> str:
-    """The POSIX shell command line that resumes this run in its own directory."""
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    # Hydra quotes, since a sweep job's folder name holds = and , (a ' inside them is escaped as \')
-    hydra_quoted = "'" + str(output_dir).replace("'", "\\'") + "'"
-    run_dir = f"hydra.run.dir={hydra_quoted}"
-    readable = f'"{run_dir}"' if re.fullmatch(r"[\w./=,+:@% -]*", str(output_dir)) else shlex.quote(run_dir)
-    return " ".join(["python -m genre_vit.train", *map(shlex.quote, overrides), readable, "ckpt_path=last"])
-
-
-def interruption(cfg: DictConfig, trainer: L.Trainer, stop: GracefulStop | None, write: bool) -> Interrupted:
-    """Write metrics.json with status "interrupted" (where it stopped, how to resume)."""
-    output_dir = Path(cfg.paths.output_dir)
-    checkpoint = stop.path if stop and stop.path.exists() else None
-    signal_name = (stop.signal if stop else None) or ("SIGTERM" if trainer.received_sigterm else "SIGINT")
-    mid_epoch = bool(stop and stop.saved_mid_epoch)
-    metrics = {
-        "status": "interrupted",
-        "signal": signal_name,
-        "fold": cfg.fold,
-        "last_completed_epoch": trainer.current_epoch - 1 if trainer.current_epoch else None,
-        # where training stood: batches done in the current epoch (0: stopped at an epoch's end)
-        "stopped_at": {"epoch": trainer.current_epoch,
-                       "batch": trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0},
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "resume": resume_command(output_dir) if checkpoint else None,
-    }
-    if write:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    how = f"resume with: {metrics['resume']}" if checkpoint else "no checkpoint yet: run it again to start over"
-    return Interrupted(f"{signal_name} at epoch {trainer.current_epoch}, batch {metrics['stopped_at']['batch']}; "
-                       f"{how}", 130 if signal_name == "SIGINT" else 143)
 
 
 def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
@@ -145,10 +74,10 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
 
 
 def train(cfg: DictConfig) -> dict:
-    """Run the configured training; return the metrics written to `metrics.json`."""
+    """Run the configured training; return the record written to `metrics.json`."""
     started = time.time()
     validate(cfg)
-    features = instantiate(cfg.features)
+    features = build_features(cfg.features)
     validate_image(cfg, features.image_shape)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -157,12 +86,13 @@ def train(cfg: DictConfig) -> dict:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     datamodule = instantiate(cfg.data, features=features)
-    net = build_network(cfg.model, features.image_shape, len(datamodule.classes))
-    model = instantiate(cfg.module, net=net, class_names=datamodule.classes)
-    model.recipe = predict_recipe(cfg, features.image_shape, datamodule.classes)
+    recipe = Recipe.from_config(cfg, datamodule.classes)
+    net = recipe.build_network(compile=cfg.model.get("compile", False))
+    model = instantiate(cfg.module, net=net, input_rows=recipe.image_shape[0], class_names=recipe.class_names)
+    model.recipe = recipe.to_dict()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
-    resume = resume_checkpoint(cfg, model.recipe, stop)
+    resume = resume_checkpoint(cfg, recipe, stop)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
@@ -174,10 +104,9 @@ def train(cfg: DictConfig) -> dict:
         best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
     # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
     except (StopRequested, SystemExit, KeyboardInterrupt):
-        raise interruption(cfg, trainer, stop, write=is_main_process) from None
+        raise interruption(trainer, stop, output_dir, cfg.fold, write=is_main_process) from None
 
-    metrics = {
-        "status": "completed",
+    record = {
         "fold": cfg.fold,
         "num_folds": cfg.data.num_folds,
         "best": {k: v for k, v in best.items() if k.startswith("val/")},
@@ -196,11 +125,11 @@ def train(cfg: DictConfig) -> dict:
         "process_peak_rss_mb": memory_mb("VmHWM"),
     }
     if is_main_process:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        log_hparams(trainer, cfg, metrics)
-    log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", metrics["best"].get("val/track_acc", float("nan")),
+        write_record(output_dir, "completed", **record)
+        log_hparams(trainer, cfg, record)
+    log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", record["best"].get("val/track_acc", float("nan")),
              best_epoch, output_dir / "metrics.json")
-    return metrics
+    return {"status": "completed", **record}
 
 
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict) -> None:
@@ -223,10 +152,7 @@ def optimized_value(metrics: dict, name: str | None) -> float | None:
 
 def record_failure(cfg: DictConfig, err: BaseException) -> None:
     """metrics.json with status "failed" and the error, so that the multirun summary lists the job."""
-    path = Path(cfg.paths.output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    path.write_text(json.dumps({"status": "failed", "fold": cfg.get("fold"), "error": message}, indent=2))
+    write_record(cfg.paths.output_dir, "failed", fold=cfg.get("fold"), **failure_fields(err))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

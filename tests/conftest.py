@@ -1,4 +1,4 @@
-"""Shared helpers: compose the real config, and run the real entry point in a subprocess."""
+"""Shared helpers: compose the real config, train in-process, run the real entry point in a subprocess."""
 from __future__ import annotations
 
 import os
@@ -10,15 +10,35 @@ import numpy as np
 import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
-from genre_vit.train import CONFIG_DIR
+from genre_vit import CONFIG_DIR
 
 
 def compose_config(*overrides: str) -> DictConfig:
     """The config `python -m genre_vit.train OVERRIDES` would run with (hydra keys included)."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+def train_in_process(run_dir: Path, *overrides: str, edit=None) -> dict:
+    """`python -m genre_vit.train OVERRIDES` with its output in `run_dir`, in this process (no
+    interpreter start-up); `edit(cfg)` may change the composed config first. Returns the record."""
+    from genre_vit.train import train
+
+    cfg = compose_config(*overrides, f"paths.output_root={run_dir.parent}")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = "train"
+    if edit is not None:
+        edit(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a real run: the task function sees no hydra node
+    return train(cfg)
 
 
 def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -60,9 +80,7 @@ TINY = ("debug=fast", "fold=1")  # the tiny run every end-to-end test compares a
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_cache) -> Path:
-    """One `python -m genre_vit.train debug=fast fold=1` run, started from an unrelated directory."""
-    out = tmp_path_factory.mktemp("run")
-    result = run_module("genre_vit.train", *TINY, f"paths.output_root={out}", f"paths.cache_dir={shared_cache}",
-                        f"hydra.run.dir={out}/run", cwd=out)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out / "run"
+    """One `python -m genre_vit.train debug=fast fold=1` run (in this process)."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    train_in_process(run_dir, *TINY, f"paths.cache_dir={shared_cache}")
+    return run_dir

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+POOLS = ("mean", "cls")
+
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     if isinstance(value, int):
@@ -21,18 +23,11 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def check_patch_grid(img_size: Sequence[int], patch_size: Sequence[int]) -> tuple[int, int]:
     """Return the (rows, cols) patch grid, or raise if the patch shape does not tile the image."""
     (h, w), (ph, pw) = _pair(img_size, "img_size"), _pair(patch_size, "patch_size")
     if ph <= 0 or pw <= 0 or h % ph or w % pw:
-        raise ValueError(
-            f"model.patch_size={[ph, pw]} does not tile the input image {[h, w]}: "
-            f"allowed patch rows {_divisors(h)} and patch columns {_divisors(w)}"
-        )
+        raise ValueError(f"patch_size {[ph, pw]} does not tile img_size {[h, w]}")
     return h // ph, w // pw
 
 
@@ -64,7 +59,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"model.embed_dim={dim} must be divisible by model.num_heads={num_heads}")
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -128,8 +123,8 @@ class SpectrogramViT(nn.Module):
         pool: str,
     ):
         super().__init__()
-        if pool not in ("mean", "cls"):
-            raise ValueError(f"model.pool={pool!r} is not one of ['mean', 'cls']")
+        if pool not in POOLS:
+            raise ValueError(f"pool {pool!r} is not one of {list(POOLS)}")
         self.pool = pool
         self.patch_embed = PatchEmbed(img_size, patch_size, embed_dim)
         num_tokens = self.patch_embed.num_patches + (pool == "cls")
@@ -173,12 +168,3 @@ class SpectrogramViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """Decay matrices only; norms, biases, embeddings and tokens get no weight decay."""
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            (decay if p.dim() >= 2 and "embed" not in name.split(".")[-1] and "token" not in name else no_decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,2 @@
+"""Callbacks, one concern per module: stop (signals, exact-resume stops and their record),
+history (history.csv), figures (TensorBoard pictures), hydra (Hydra run and multirun hooks)."""

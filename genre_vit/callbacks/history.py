@@ -1,0 +1,30 @@
+"""history.csv: one row per epoch, the curves the summary plots."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+
+from genre_vit.runs import EPOCH_METRICS
+
+
+class EpochHistory(L.Callback):
+    """Appends one row per epoch to `<dirpath>/history.csv` (a resumed run appends to it)."""
+
+    def __init__(self, dirpath: str):
+        self.path = Path(dirpath) / "history.csv"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch}
+        row.update({key: float(metrics[key]) for key in EPOCH_METRICS if key in metrics})
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        new = not self.path.exists() or trainer.current_epoch == 0
+        with self.path.open("w" if new else "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch", *EPOCH_METRICS, "lr"])
+            if new:
+                writer.writeheader()
+            writer.writerow(row)

@@ -1,0 +1,99 @@
+"""The recipe: what a checkpoint carries so that predict, resume and the bench rebuild exactly the
+pipeline that trained its weights. Built from the config once, saved in every checkpoint, read
+back from it; the one place that builds features and networks."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from genre_vit.checkpoints import CheckpointError
+from genre_vit.models import normalized
+
+CHECKPOINT_KEY = "genre_vit_recipe"
+SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
+
+
+def build_features(settings: Mapping[str, Any]) -> nn.Module:
+    """The SegmentFeatures module of a `features` config: (samples,) waveform -> (segments, F, T)."""
+    return instantiate(settings)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Plain data (so checkpoints load with `weights_only=True`).
+
+    features: the `features` config (`_target_` included); model: the `model` config without
+    `compile`; class_names: the classes the logits stand for; sample_rate (Hz) and clip_seconds:
+    how audio is decoded; split: which tracks trained and which validated; batches: the seed
+    and batch size that fix the batch order a mid-epoch resume replays.
+    """
+
+    features: dict
+    model: dict
+    class_names: list[str]
+    sample_rate: int
+    clip_seconds: float | None
+    split: dict
+    batches: dict
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, class_names: list[str]) -> Recipe:
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        model.pop("compile", None)  # how the network runs, not what its weights mean
+        return cls(features=OmegaConf.to_container(cfg.features, resolve=True), model=model,
+                   class_names=list(class_names), sample_rate=cfg.data.sample_rate,
+                   clip_seconds=cfg.data.clip_seconds, split={k: cfg.data[k] for k in SPLIT_KEYS},
+                   batches={"seed": cfg.seed, "batch_size": cfg.data.batch_size})
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, path: str | Path, key: str = "ckpt_path") -> Recipe:
+        """The recipe saved in a loaded checkpoint; `key` names the setting that chose the file."""
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(saved, dict) or set(saved) != fields:
+            raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint of this version (it has no recipe)")
+        return cls(**saved)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def build_features(self) -> nn.Module:
+        return build_features(self.features)
+
+    @cached_property
+    def image_shape(self) -> tuple[int, int]:
+        """(F, T) of one segment, as the network sees it."""
+        return tuple(self.build_features().image_shape)
+
+    def build_network(self, compile: bool = False) -> nn.Module:
+        """The `model` network for this input shape and class count; `compile` compiles it in
+        place (nn.Module.compile keeps the state_dict keys, so checkpoints stay portable)."""
+        net = instantiate(self.model, img_size=list(self.image_shape), num_classes=len(self.class_names))
+        if compile:
+            net.compile()
+        return net
+
+    def build_model(self) -> nn.Sequential:
+        """The saved model, normalisation then network, as the training module holds it."""
+        return normalized(self.build_network(), self.image_shape[0])
+
+    def differences(self, other: Recipe) -> list[str]:
+        """`key: checkpoint value != this run's value` for every setting where `other` (this
+        run) differs from self (a checkpoint's recipe)."""
+        old, new = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return [f"{key}: checkpoint {old.get(key, '(unset)')!r} != this run {new.get(key, '(unset)')!r}"
+                for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
