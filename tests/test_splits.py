@@ -28,7 +28,7 @@ def test_same_seed_same_split_other_seed_other_split():
 
 
 def test_fewer_than_two_folds_is_refused():
-    with pytest.raises(ValueError, match="data.num_folds"):
+    with pytest.raises(ValueError, match="num_folds=1: need at least 2 folds"):
         stratified_folds(LABELS, 1, 0)
 
 

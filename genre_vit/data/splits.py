@@ -21,7 +21,7 @@ def stratified_folds(labels: Sequence[int], num_folds: int, seed: int) -> np.nda
     """
     labels = np.asarray(labels)
     if num_folds < 2:
-        raise ValueError(f"data.num_folds={num_folds} must be at least 2")
+        raise ValueError(f"num_folds={num_folds}: need at least 2 folds")
     rng = np.random.default_rng(seed)
     folds = np.empty(len(labels), dtype=np.int64)
     start = 0
