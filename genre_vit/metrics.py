@@ -7,7 +7,8 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix, 
 from torchmetrics.utilities import dim_zero_cat
 
 
-def vote_by_track(logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
+                  tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) segment logits -> ((K, C) mean logits, (K,) labels) for the K distinct tracks."""
     unique, inverse = torch.unique(tracks, return_inverse=True)
     sums = logits.new_zeros(len(unique), logits.shape[1]).index_add_(0, inverse, logits)
@@ -39,7 +40,7 @@ class TrackVotes(Metric):
         self.tracks.append(tracks)
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        track_logits, track_labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), dim_zero_cat(self.tracks))
+        track_logits, track_labels = vote_by_track(*(dim_zero_cat(s) for s in (self.logits, self.labels, self.tracks)))
         return track_logits.argmax(dim=1), track_labels
 
 

@@ -108,12 +108,14 @@ def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     from tests.test_sources import SMALL_FEATURES
     dm = make_datamodule(tmp_path, *gtzan)
     dm.setup("fit")
-    cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2", "model.patch_size=[43,16]")
+    cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2",
+                         "model.patch_size=[43,16]")
     net = build_network(cfg.model, dm.features.image_shape, 10)
     module = instantiate(cfg.module, net=net, class_names=dm.classes)
     module.set_normalization(dm.norm_mean, dm.norm_std)
     state = module.state_dict()
-    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean) and torch.equal(state["norm_std"].flatten(), dm.norm_std)
+    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean)
+    assert torch.equal(state["norm_std"].flatten(), dm.norm_std)
 
 
 def test_the_same_files_named_by_another_path_reuse_the_entry(tmp_path, gtzan, monkeypatch):
@@ -157,8 +159,9 @@ def test_a_second_builder_waits_for_the_lock_holder_and_says_so(tmp_path, caplog
 
 def test_a_killed_lock_holder_leaves_no_stale_lock(tmp_path):
     lock = tmp_path / "entry.lock"
-    holder = subprocess.Popen([sys.executable, "-c", f"import filelock, time; filelock.FileLock({str(lock)!r}).acquire(); "
-                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    script = (f"import filelock, time; filelock.FileLock({str(lock)!r}).acquire(); "
+              "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait()

@@ -47,7 +47,8 @@ class Resize(nn.Module):
             return x
         if x.shape[0] == 0:
             return x.new_zeros(0, *self.size)
-        return F.interpolate(x.unsqueeze(1), size=self.size, mode="bilinear", antialias=True, align_corners=False).squeeze(1)
+        resized = F.interpolate(x.unsqueeze(1), size=self.size, mode="bilinear", antialias=True, align_corners=False)
+        return resized.squeeze(1)
 
 
 class SegmentFeatures(nn.Module):

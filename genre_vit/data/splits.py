@@ -63,7 +63,8 @@ def filtered_roles(track_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """
     from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
-    listed = {**{t: TRAIN for t in filtered_train}, **{t: VAL for t in filtered_valid}, **{t: TEST for t in filtered_test}}
+    listed = {t: role for role, ids in ((TRAIN, filtered_train), (VAL, filtered_valid), (TEST, filtered_test))
+              for t in ids}
     roles = np.array([listed.get(t, UNUSED) for t in track_ids], dtype=np.int64)
     present = set(track_ids)
     return roles, sorted(t for t in listed if t not in present)
