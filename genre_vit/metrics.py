@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
 
-def vote_by_track(logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
+                  tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) segment logits -> ((K, C) mean logits, (K,) labels) for the K distinct tracks."""
     unique, inverse = torch.unique(tracks, return_inverse=True)
     sums = logits.new_zeros(len(unique), logits.shape[1]).index_add_(0, inverse, logits)
@@ -17,7 +19,8 @@ def vote_by_track(logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tens
 
 class TrackVotes(Metric):
     """Collects segment logits; `compute` returns ((K,) predicted, (K,) true) labels of the K
-    tracks, each classified by the mean of its segments' logits.
+    tracks, each classified by the mean of its segments' logits (0-d tensors when K = 1:
+    torchmetrics squeezes one-element results of `compute`).
 
     Keeps every segment's logits until `compute`, so segments of one track may arrive in any
     batch and (under DDP) on any process.
@@ -37,14 +40,20 @@ class TrackVotes(Metric):
         self.tracks.append(tracks)
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        track_logits, track_labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), dim_zero_cat(self.tracks))
+        track_logits, track_labels = vote_by_track(*(dim_zero_cat(s) for s in (self.logits, self.labels, self.tracks)))
         return track_logits.argmax(dim=1), track_labels
 
 
 def track_scores(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:
-    """Accuracy, macro-F1 and the (true x predicted) confusion matrix of track predictions."""
-    confusion = torch.bincount(true * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
-    hits = confusion.diag().float()
-    f1 = 2 * hits / (confusion.sum(0) + confusion.sum(1)).clamp_min(1)
+    """(K,) predicted and true track labels -> accuracy, macro-F1 and the (C, C) confusion counts.
+
+    `confusion[t, p]` counts tracks of class t predicted as p (int64, on CPU). The F1 average
+    runs over the classes present in `true` only: a class with no track here has no F1. 0-d
+    inputs (one track, see TrackVotes) count as one track.
+    """
+    predicted, true = predicted.reshape(-1), true.reshape(-1)
+    confusion = multiclass_confusion_matrix(predicted, true, num_classes)
+    f1 = multiclass_f1_score(predicted, true, num_classes, average=None)
     present = confusion.sum(1) > 0
-    return {"acc": hits.sum() / confusion.sum().clamp_min(1), "f1": f1[present].mean(), "confusion": confusion.cpu()}
+    return {"acc": confusion.diag().sum() / confusion.sum().clamp_min(1), "f1": f1[present].mean(),
+            "confusion": confusion.cpu()}

@@ -1,9 +1,14 @@
 """The feature cache: computed once per setting, shared, atomic, and self-repairing."""
 import logging
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import torch
 
+from genre_vit.data.locks import build_lock
 from tests.test_sources import gtzan_tree, make_datamodule
 
 
@@ -103,12 +108,14 @@ def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     from tests.test_sources import SMALL_FEATURES
     dm = make_datamodule(tmp_path, *gtzan)
     dm.setup("fit")
-    cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2", "model.patch_size=[43,16]")
+    cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2",
+                         "model.patch_size=[43,16]")
     net = build_network(cfg.model, dm.features.image_shape, 10)
     module = instantiate(cfg.module, net=net, class_names=dm.classes)
     module.set_normalization(dm.norm_mean, dm.norm_std)
     state = module.state_dict()
-    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean) and torch.equal(state["norm_std"].flatten(), dm.norm_std)
+    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean)
+    assert torch.equal(state["norm_std"].flatten(), dm.norm_std)
 
 
 def test_the_same_files_named_by_another_path_reuse_the_entry(tmp_path, gtzan, monkeypatch):
@@ -127,3 +134,45 @@ def test_a_changed_track_list_rebuilds_the_entry(tmp_path, gtzan, caplog):
         changed.setup("fit")
     assert changed.cache.extractions == 1 and changed.counts["train_tracks"] + changed.counts["val_tracks"] == 19
     assert any("another track list" in r.getMessage() for r in caplog.records)
+
+
+def test_a_second_builder_waits_for_the_lock_holder_and_says_so(tmp_path, caplog):
+    lock, order = tmp_path / "entry.lock", []
+
+    def second_builder():
+        with build_lock(lock, "the entry"):
+            order.append("second")
+
+    with caplog.at_level(logging.INFO, logger="genre_vit.data.locks"):
+        with build_lock(lock, "the entry"):
+            waiter = threading.Thread(target=second_builder)
+            waiter.start()
+            deadline = time.time() + 30
+            while not any("Waiting for another process that is building the entry" in r.getMessage()
+                          for r in caplog.records):
+                assert time.time() < deadline
+                time.sleep(0.05)
+            order.append("first")
+        waiter.join(timeout=30)
+    assert order == ["first", "second"]
+
+
+def test_a_killed_lock_holder_leaves_no_stale_lock(tmp_path):
+    lock = tmp_path / "entry.lock"
+    script = (f"import filelock, time; filelock.FileLock({str(lock)!r}).acquire(); "
+              "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    started = time.perf_counter()
+    with build_lock(lock, "the entry"):
+        assert time.perf_counter() - started < 1
+
+
+def test_a_lock_that_cannot_be_created_builds_without_it_and_warns(tmp_path, caplog):
+    (tmp_path / "a_file").write_text("not a folder")  # unwritable even for root, unlike a chmod-ed folder
+    built = False
+    with caplog.at_level(logging.WARNING), build_lock(tmp_path / "a_file" / "entry.lock", "the entry"):
+        built = True
+    assert built and any("building the entry without it" in r.getMessage() for r in caplog.records)

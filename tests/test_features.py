@@ -41,6 +41,7 @@ def test_log_power_is_decibels_and_finite_on_silence():
     diff = feats(loud).mean() - feats(0.1 * loud).mean()
     assert diff == pytest.approx(20.0, abs=0.1)  # 10x amplitude = +20 dB
     assert torch.isfinite(feats(quiet)).all()
+    assert (feats(torch.zeros(22050 * 7)) == -100.0).all()  # silence sits on the 1e-10 power floor
 
 
 def test_mel_features_have_n_mels_rows():
@@ -54,6 +55,11 @@ def test_changing_n_fft_changes_the_settings():
     assert stft().settings == stft().settings
 
 
-def test_unknown_window_is_refused_by_key():
-    with pytest.raises(ValueError, match="features.window"):
+def test_unknown_window_is_refused_naming_it_and_the_choices():
+    with pytest.raises(ValueError, match=r"unknown window 'kaiser': expected one of \['blackman', 'hamming', 'hann'\]"):
         stft(window="kaiser")
+
+
+def test_segments_of_no_frames_are_refused():
+    with pytest.raises(ValueError, match="segment_frames=0 and segment_step=256 must both be >= 1"):
+        stft(segment_frames=0)

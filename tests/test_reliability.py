@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from genre_vit.data.locks import exclusive
+from genre_vit.data.locks import build_lock
 from genre_vit.summarize import summarize
 from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module, write_tone
 
@@ -137,7 +137,7 @@ def test_runs_started_together_build_the_data_and_the_cache_entry_once(tmp_path)
     synthetic_set = instantiate(compose_config(*SLOW_EPOCHS, *settings, f"paths.cache_dir={cache}").data.source).folder()
     logs = [tmp_path / f"run{i}.log" for i in range(3)]
     # Hold the synthetic set's lock until all three runs wait for it: they then race for real.
-    with exclusive(synthetic_set.with_suffix(".lock"), "the test's hold"):
+    with build_lock(synthetic_set.with_suffix(".lock"), "the test's hold"):
         runs = [start_training(tmp_path, cache, tmp_path / f"run{i}", *settings, stdout=log.open("w"))
                 for i, log in enumerate(logs)]
         deadline = time.time() + 300

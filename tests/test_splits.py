@@ -28,14 +28,14 @@ def test_same_seed_same_split_other_seed_other_split():
 
 
 def test_fewer_than_two_folds_is_refused():
-    with pytest.raises(ValueError, match="data.num_folds"):
+    with pytest.raises(ValueError, match="num_folds=1: need at least 2 folds"):
         stratified_folds(LABELS, 1, 0)
 
 
 def test_batches_cover_every_segment_once_per_epoch_and_change_between_epochs():
-    from genre_vit.data.datamodule import Batches
+    from genre_vit.data.datamodule import EpochBatchSampler
 
-    batches = Batches(100, 16, shuffle=True, seed=1)
+    batches = EpochBatchSampler(100, 16, shuffle=True, seed=1)
     epoch0 = list(batches)
     assert len(epoch0) == len(batches) == 7 and sorted(i for b in epoch0 for i in b) == list(range(100))
     batches.set_epoch(1)
@@ -45,10 +45,10 @@ def test_batches_cover_every_segment_once_per_epoch_and_change_between_epochs():
 
 
 def test_batches_are_sharded_across_processes():
-    from genre_vit.data.datamodule import Batches
+    from genre_vit.data.datamodule import EpochBatchSampler
 
-    train = [list(Batches(101, 16, shuffle=True, seed=1, rank=r, world=2)) for r in range(2)]
+    train = [list(EpochBatchSampler(101, 16, shuffle=True, seed=1, rank=r, world=2)) for r in range(2)]
     assert [sum(map(len, shard)) for shard in train] == [51, 51]  # padded by one segment
     assert {i for shard in train for b in shard for i in b} == set(range(101))
-    val = [list(Batches(100, 16, shuffle=False, seed=1, rank=r, world=2)) for r in range(2)]
+    val = [list(EpochBatchSampler(100, 16, shuffle=False, seed=1, rank=r, world=2)) for r in range(2)]
     assert sorted(i for shard in val for b in shard for i in b) == list(range(100))  # no duplicates

@@ -24,7 +24,7 @@ from rich.progress import track as progress
 
 from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.data.features import SegmentFeatures
-from genre_vit.data.locks import exclusive
+from genre_vit.data.locks import build_lock
 from genre_vit.data.sources import TrackList
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class FeatureCache:
         if table is not None:
             return table
         path = self.path(key)
-        with exclusive(path.with_suffix(".lock"), f"the feature cache entry {path}", stale=f".{key}.*.tmp"):
+        with build_lock(path.with_suffix(".lock"), f"the feature cache entry {path}", stale=f".{key}.*.tmp"):
             table = self.load(key, tracks.paths)  # a process we waited for may have built it
             if table is None:
                 started = time.perf_counter()

@@ -18,10 +18,14 @@ from genre_vit.data.sources import DataError, Source, TrackList, track_id
 from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
 
 log = logging.getLogger(__name__)
+# Epoch e of a run seeded s shuffles with generator seed s * EPOCH_SEED_STRIDE + e, distinct for every
+# (s, e) while e < EPOCH_SEED_STRIDE. Changing it changes every order, so old checkpoints resume inexactly.
+EPOCH_SEED_STRIDE = 100_003
 
 
-class SegmentBatches(Dataset):
-    """Index with a list of segment positions -> one whole batch, by tensor indexing.
+class SegmentBatchDataset(Dataset):
+    """In-memory segments indexed by a list of positions (one EpochBatchSampler batch) -> one whole
+    batch, by tensor indexing.
 
     Yields (segments (B, F, T), labels (B,), track ids (B,)); no per-item Python work.
     """
@@ -37,8 +41,8 @@ class SegmentBatches(Dataset):
         return self.segments[index].float(), self.labels[index], self.tracks[index]
 
 
-class Batches(Sampler[list[int]]):
-    """Lists of segment positions, one per batch, for this process's share of the data.
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batch sampler: yields one list of segment positions per batch, for this process's share of the data.
 
     With `shuffle`, each epoch is a permutation drawn from (seed, epoch) alone, so a resumed
     run sees the same batches as an uninterrupted one (Lightning calls `set_epoch`); `resume_at`
@@ -59,7 +63,8 @@ class Batches(Sampler[list[int]]):
     def _positions(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.rank, self.size, self.world)
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        generator = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
         order = torch.cat([order, order[: (-self.size) % self.world]])
         return order[self.rank :: self.world]
 
@@ -123,7 +128,7 @@ class GenreDataModule(L.LightningDataModule):
         self.cache = FeatureCache(cache_dir)
         self.table: SegmentTable | None = None
         self.missing: list[str] = []  # tracks a split lists that are not on disk
-        self.test_set: SegmentBatches | None = None
+        self.test_set: SegmentBatchDataset | None = None
         self.norm_mean: torch.Tensor | None = None
         self.norm_std: torch.Tensor | None = None
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches trained) from a checkpoint
@@ -188,18 +193,20 @@ class GenreDataModule(L.LightningDataModule):
             self._subset(table, labels, segment_role == role) for role in (TRAIN, VAL, TEST))
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DataError(f"data.split={self.hparams.split!r} leaves no training or no validation segment")
-        self.norm_mean, self.norm_std = normalization_stats(table.segments[segment_role == TRAIN], self.hparams.normalization)
+        self.norm_mean, self.norm_std = normalization_stats(table.segments[segment_role == TRAIN],
+                                                            self.hparams.normalization)
         self.counts = {
             f"{name}_{unit}": int(n)
             for name, subset in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
             for unit, n in (("tracks", torch.unique(subset.tracks).numel()), ("segments", len(subset)))
         }
         self.counts["skipped_files"] = skipped
-        log.info("Split %s (fold %d of %d): %s", self.hparams.split, self.hparams.fold, self.hparams.num_folds, self.counts)
+        hp = self.hparams
+        log.info("Split %s (fold %d of %d): %s", hp.split, hp.fold, hp.num_folds, self.counts)
 
     @staticmethod
-    def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatches:
-        return SegmentBatches(table.segments[mask], labels[mask], table.track_index[mask])
+    def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatchDataset:
+        return SegmentBatchDataset(table.segments[mask], labels[mask], table.track_index[mask])
 
     def _report_skipped(self, table: SegmentTable) -> int:
         """Print the count and write `skipped.csv`: unusable files, and listed tracks not on disk."""
@@ -219,11 +226,11 @@ class GenreDataModule(L.LightningDataModule):
                 writer.writerows(rows)
         return len(rows)
 
-    def _loader(self, dataset: SegmentBatches, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: SegmentBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
         """Whole batches from the in-memory tensors; this process's share under DDP (the trainer
         configs set use_distributed_sampler=false: the batches are sharded here)."""
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        batches = Batches(len(dataset), batch_size, shuffle, self.hparams.seed, rank, world)
+        batches = EpochBatchSampler(len(dataset), batch_size, shuffle, self.hparams.seed, rank, world)
         if shuffle:
             batches.resume_at = self.resume_at
         return DataLoader(dataset, sampler=batches, batch_size=None)

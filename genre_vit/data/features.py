@@ -12,17 +12,10 @@ WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman
 
 
 def window_fn(window: str):
-    """The torch window function named by `features.window`."""
+    """The torch window function named `window` (a key of WINDOWS)."""
     if window not in WINDOWS:
-        raise ValueError(f"features.window={window!r} is not one of {sorted(WINDOWS)}")
+        raise ValueError(f"unknown window {window!r}: expected one of {sorted(WINDOWS)}")
     return WINDOWS[window]
-
-
-class LogPower(nn.Module):
-    """(..., freq, frames) power -> decibels, floored at 1e-10 (-100 dB) so silence stays finite."""
-
-    def forward(self, power: torch.Tensor) -> torch.Tensor:
-        return 10.0 * torch.log10(power.clamp_min(1e-10))
 
 
 class Segmenter(nn.Module):
@@ -54,7 +47,8 @@ class Resize(nn.Module):
             return x
         if x.shape[0] == 0:
             return x.new_zeros(0, *self.size)
-        return F.interpolate(x.unsqueeze(1), size=self.size, mode="bilinear", antialias=True, align_corners=False).squeeze(1)
+        resized = F.interpolate(x.unsqueeze(1), size=self.size, mode="bilinear", antialias=True, align_corners=False)
+        return resized.squeeze(1)
 
 
 class SegmentFeatures(nn.Module):
@@ -68,8 +62,9 @@ class SegmentFeatures(nn.Module):
                  segment_step: int, image_size: Sequence[int] | None):
         super().__init__()
         if segment_frames < 1 or segment_step < 1:
-            raise ValueError(f"features.segment_frames={segment_frames} and features.segment_step={segment_step} must be >= 1")
-        self.spectrogram = nn.Sequential(spectrogram, LogPower())
+            raise ValueError(f"segment_frames={segment_frames} and segment_step={segment_step} must both be >= 1")
+        # power -> dB floored at amin=1e-10 (-100 dB), so silence stays finite
+        self.spectrogram = nn.Sequential(spectrogram, T.AmplitudeToDB(stype="power", top_db=None))
         self.segment = Segmenter(segment_frames, segment_step)
         self.resize = Resize(image_size)
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)

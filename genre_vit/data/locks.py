@@ -1,67 +1,46 @@
-"""One builder at a time: an exclusive lock file per cache entry, released even if the holder is killed."""
+"""One builder at a time: a `filelock.FileLock` per cache entry or data set, with the waiting logged.
+
+On POSIX FileLock holds a kernel flock, which dies with its process: a killed builder never
+leaves a stale lock behind.
+"""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 log = logging.getLogger(__name__)
-
-try:  # POSIX: flock locks die with their process, so a killed run never leaves a stale lock
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
 @contextmanager
-def exclusive(lock_path: Path, what: str, stale: str | None = None) -> Iterator[None]:
-    """Hold `lock_path` exclusively while building `what`; build unlocked when the lock file
-    cannot be created (a read-only folder), where no other writer can exist either. Once held,
-    leftovers matching `stale` in the lock's folder (a killed writer's) are removed."""
+def build_lock(lock_path: Path, what: str, stale: str | None = None) -> Iterator[None]:
+    """Hold the file lock `lock_path` while building `what`, waiting (logged) for another holder.
+
+    Where the lock file cannot be created (a read-only folder) no other writer can exist either,
+    so `what` is built without it, with a warning. Once held, leftovers matching `stale` in the
+    lock's folder (a killed writer's temporary files) are removed.
+    """
+    lock = FileLock(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.acquire(blocking=False)
+    except Timeout:  # before OSError: Timeout is a TimeoutError
+        log.info("Waiting for another process that is building %s (lock %s)", what, lock_path)
+        lock.acquire()
     except OSError as err:
-        log.warning("Cannot create the lock %s (%s); building %s without it", lock_path, err.strerror, what)
+        log.warning("Cannot create the lock %s (%s); building %s without it", lock_path, err.strerror or err, what)
         yield
         return
     try:
-        if not _try_lock(fd):
-            log.info("Waiting for another process that is building %s (lock %s)", what, lock_path)
-            while not _try_lock(fd):
-                time.sleep(0.2)
-        try:
-            if stale:
-                remove_stale(lock_path.parent, stale)
-            yield
-        finally:
-            _unlock(fd)
+        if stale:
+            remove_stale(lock_path.parent, stale)
+        yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def remove_stale(folder: Path, pattern: str) -> int:

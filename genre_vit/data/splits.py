@@ -21,7 +21,7 @@ def stratified_folds(labels: Sequence[int], num_folds: int, seed: int) -> np.nda
     """
     labels = np.asarray(labels)
     if num_folds < 2:
-        raise ValueError(f"data.num_folds={num_folds} must be at least 2")
+        raise ValueError(f"num_folds={num_folds}: need at least 2 folds")
     rng = np.random.default_rng(seed)
     folds = np.empty(len(labels), dtype=np.int64)
     start = 0
@@ -63,7 +63,8 @@ def filtered_roles(track_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """
     from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
-    listed = {**{t: TRAIN for t in filtered_train}, **{t: VAL for t in filtered_valid}, **{t: TEST for t in filtered_test}}
+    listed = {t: role for role, ids in ((TRAIN, filtered_train), (VAL, filtered_valid), (TEST, filtered_test))
+              for t in ids}
     roles = np.array([listed.get(t, UNUSED) for t in track_ids], dtype=np.int64)
     present = set(track_ids)
     return roles, sorted(t for t in listed if t not in present)

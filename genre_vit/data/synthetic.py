@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 from torchaudio.datasets.gtzan import gtzan_genres
 
-from genre_vit.data.locks import exclusive
+from genre_vit.data.locks import build_lock
 from genre_vit.data.sources import DataError, TrackList, list_class_folders
 
 log = logging.getLogger(__name__)
@@ -369,7 +369,7 @@ class SyntheticGenres:
         if (final / "settings.json").exists():
             return final
         try:
-            with exclusive(final.with_suffix(".lock"), f"the synthetic set {final}", stale=f".tmp-{final.name}-*"):
+            with build_lock(final.with_suffix(".lock"), f"the synthetic set {final}", stale=f".tmp-{final.name}-*"):
                 if not (final / "settings.json").exists():
                     self._generate(final)
         except OSError as err:
