@@ -30,7 +30,7 @@ from genre_vit.models import build_network
 log = logging.getLogger(__name__)
 
 # conf/ sits beside the package in the repository; an editable install finds it from any directory.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from genre_vit import CONFIG_DIR
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
