@@ -72,7 +72,7 @@ def test_wheel_declares_the_console_scripts(wheel: Path):
 
 
 def test_installed_package_imports_from_the_install_and_finds_its_configs(target: Path, tmp_path: Path):
-    code = "import sys, genre_vit; print(genre_vit.__file__); print(genre_vit.CONFIG_DIR); print('torch' in sys.modules)"
+    code = "import sys, genre_vit; print(genre_vit.__file__, genre_vit.CONFIG_DIR, 'torch' in sys.modules, sep='\\n')"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_installed_env(target),
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == [str(target.resolve() / "genre_vit" / "__init__.py"), str(target.resolve() / "genre_vit" / "conf"),
