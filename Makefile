@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench tensorboard clean
+.PHONY: help install lint train test bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ install: $(STAMP)  ## create .venv and install the package with dev extras (no-o
 train: install  ## train with the default config; pass overrides as ARGS="fold=1 optim.lr=1e-4"
 	$(BIN)/python -m genre_vit.train $(ARGS)
 
-test: install  ## run the test suite
+lint: install  ## ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade (settings in pyproject.toml)
+	$(BIN)/ruff check genre_vit tests
+
+test: lint  ## lint, then run the test suite; ARGS="-m 'not slow'" skips the slow ones
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: install  ## benchmark (one JSON object); ARGS="bench.quick=true" for a quick run
@@ -31,6 +34,6 @@ bench: install  ## benchmark (one JSON object); ARGS="bench.quick=true" for a qu
 tensorboard: install  ## open TensorBoard on every run under outputs/
 	$(BIN)/tensorboard --logdir outputs
 
-clean:  ## remove run outputs, caches and the virtual environment
-	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache .pytest_cache
+clean:  ## remove run outputs, caches, build outputs and the virtual environment
+	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

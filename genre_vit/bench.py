@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genre_vit import CONFIG_DIR
 from genre_vit.data.cache import FeatureCache, extract_segments
-from genre_vit.data.datamodule import Batches, SegmentBatches
+from genre_vit.data.datamodule import EpochBatchSampler, SegmentBatchDataset
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.inference import Predictor
 from genre_vit.recipe import Recipe
@@ -42,8 +42,8 @@ NUM_CLASSES = 10
 CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 
-class TimedBatches(SegmentBatches):
-    """SegmentBatches that adds up the time spent building batches (the loader's share)."""
+class TimedBatches(SegmentBatchDataset):
+    """SegmentBatchDataset that adds up the time spent building batches (the loader's share)."""
 
     fetch_seconds = 0.0
 
@@ -75,8 +75,8 @@ def _data(image_shape: tuple[int, int], count: int) -> TimedBatches:
     return TimedBatches(x, torch.randint(0, NUM_CLASSES, (count,), generator=generator), torch.arange(count))
 
 
-def _loader(data: SegmentBatches, batch_size: int) -> DataLoader:
-    return DataLoader(data, sampler=Batches(len(data), batch_size, shuffle=True, seed=0), batch_size=None)
+def _loader(data: SegmentBatchDataset, batch_size: int) -> DataLoader:
+    return DataLoader(data, sampler=EpochBatchSampler(len(data), batch_size, shuffle=True, seed=0), batch_size=None)
 
 
 def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:

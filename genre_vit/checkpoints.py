@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used here; the message names the file and the reason."""
 

@@ -11,7 +11,9 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from torchaudio.datasets.gtzan import gtzan_genres
 
 from genre_vit import CONFIG_DIR
 
@@ -57,6 +59,25 @@ def write_tone(path: Path, seconds: float, rate: int = 22050, channels: int = 1,
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data, rate, subtype=subtype)
     return data
+
+
+SMALL_FEATURES = ["features.segment_frames=256", "features.segment_step=128", "features.image_size=null",
+                  "data.clip_seconds=null", "data.feature_workers=1"]
+
+
+def gtzan_tree(root, layout="genres", ext=".au", per_genre=3, seconds=4.0):
+    """A GTZAN-shaped tree of distinct tones: `<root>/<layout>/<genre>/<genre>.000NN<ext>`."""
+    folder = root / layout if layout else root
+    for g, genre in enumerate(gtzan_genres):
+        for i in range(per_genre):
+            write_tone(folder / genre / f"{genre}.{i:05d}{ext}", seconds, freq=200.0 + 40 * g + 5 * i)
+    return folder
+
+
+def make_datamodule(tmp_path, *overrides):
+    cfg = compose_config(*SMALL_FEATURES, f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                         *overrides)
+    return instantiate(cfg.data, features=instantiate(cfg.features))
 
 
 class CodeRunningPayload:

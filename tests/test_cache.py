@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genre_vit.data.locks import build_lock
-from tests.test_sources import gtzan_tree, make_datamodule
+from tests.conftest import SMALL_FEATURES, compose_config, gtzan_tree, make_datamodule
 
 
 @pytest.fixture
@@ -103,19 +103,20 @@ def test_normalization_uses_training_tracks_only(tmp_path, gtzan, mode):
 def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     from hydra.utils import instantiate
 
-    from genre_vit.models import build_network
-    from tests.conftest import compose_config
-    from tests.test_sources import SMALL_FEATURES
+    from genre_vit.inference import Predictor
+    from genre_vit.recipe import Recipe
     dm = make_datamodule(tmp_path, *gtzan)
     dm.setup("fit")
     cfg = compose_config(*SMALL_FEATURES, "model.depth=1", "model.embed_dim=16", "model.num_heads=2",
                          "model.patch_size=[43,16]")
-    net = build_network(cfg.model, dm.features.image_shape, 10)
-    module = instantiate(cfg.module, net=net, class_names=dm.classes)
-    module.set_normalization(dm.norm_mean, dm.norm_std)
+    recipe = Recipe.from_config(cfg, dm.classes)
+    module = instantiate(cfg.module, net=recipe.build_network(), input_rows=recipe.image_shape[0], class_names=dm.classes)
+    module.model.normalize.set(dm.norm_mean, dm.norm_std)
     state = module.state_dict()
-    assert torch.equal(state["norm_mean"].flatten(), dm.norm_mean)
-    assert torch.equal(state["norm_std"].flatten(), dm.norm_std)
+    assert torch.equal(state["model.normalize.mean"].flatten(), dm.norm_mean)
+    assert torch.equal(state["model.normalize.std"].flatten(), dm.norm_std)
+    x = dm.val_set.segments[:4].float()  # predict applies it by running the saved model
+    assert torch.equal(Predictor(recipe, state).model(x), module.eval()(x))
 
 
 def test_the_same_files_named_by_another_path_reuse_the_entry(tmp_path, gtzan, monkeypatch):

@@ -9,15 +9,11 @@ import pytest
 import soundfile as sf
 
 from genre_vit.summarize import setting_of, summarize
-from tests.conftest import TINY, CodeRunningPayload, run_module
+from tests.conftest import TINY, CodeRunningPayload, run_module, train_in_process
 
 
 def train(tmp_path, shared_cache, *overrides, run_dir=None):
-    run_dir = run_dir or tmp_path / "run"
-    result = run_module("genre_vit.train", *TINY, f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
-                        f"hydra.run.dir={run_dir}", *overrides, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((run_dir / "metrics.json").read_text())
+    return train_in_process(run_dir or tmp_path / "run", *TINY, f"paths.cache_dir={shared_cache}", *overrides)
 
 
 @pytest.fixture(scope="module")

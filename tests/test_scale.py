@@ -23,8 +23,8 @@ BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_ov
 def test_bench_counts_every_matmul_of_the_default_model_attention_included():
     from hydra import compose, initialize_config_dir
 
-    from genre_vit.bench import NUM_CLASSES, flops_per_segment
     from genre_vit import CONFIG_DIR
+    from genre_vit.bench import NUM_CLASSES, flops_per_segment
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train")

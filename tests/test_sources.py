@@ -2,30 +2,11 @@
 import csv
 
 import pytest
-from hydra.utils import instantiate
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid, gtzan_genres
 
 from genre_vit.data.sources import DataError, FolderSource, GtzanSource
 from genre_vit.data.splits import TEST, TRAIN, UNUSED, VAL
-from tests.conftest import compose_config, write_tone
-
-SMALL_FEATURES = ["features.segment_frames=256", "features.segment_step=128", "features.image_size=null",
-                  "data.clip_seconds=null", "data.feature_workers=1"]
-
-
-def gtzan_tree(root, layout="genres", ext=".au", per_genre=3, seconds=4.0):
-    """A GTZAN-shaped tree of distinct tones: `<root>/<layout>/<genre>/<genre>.000NN<ext>`."""
-    folder = root / layout if layout else root
-    for g, genre in enumerate(gtzan_genres):
-        for i in range(per_genre):
-            write_tone(folder / genre / f"{genre}.{i:05d}{ext}", seconds, freq=200.0 + 40 * g + 5 * i)
-    return folder
-
-
-def make_datamodule(tmp_path, *overrides):
-    cfg = compose_config(*SMALL_FEATURES, f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
-                         *overrides)
-    return instantiate(cfg.data, features=instantiate(cfg.features))
+from tests.conftest import gtzan_tree, make_datamodule, write_tone
 
 
 @pytest.mark.parametrize("layout,ext", [("genres", ".au"), ("genres_original", ".wav"), ("", ".flac")])
@@ -114,7 +95,7 @@ def test_test_fraction_holds_out_tracks_of_every_class_before_the_folds(tmp_path
     dm = make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.test_fraction=0.2")
     roles = dm.track_roles()
     labels = dm.track_list.labels
-    assert [sum(1 for r, l in zip(roles, labels) if r == TEST and l == c) for c in range(10)] == [1] * 10
+    assert [sum(1 for role, label in zip(roles, labels) if role == TEST and label == c) for c in range(10)] == [1] * 10
     for fold in range(5):  # the same tracks are held out whatever the fold
         other = make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.test_fraction=0.2", f"fold={fold}")
         assert ((other.track_roles() == TEST) == (roles == TEST)).all()

@@ -4,11 +4,12 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_vit.config import ConfigError
 from genre_vit.train import train
-from tests.conftest import compose_config, run_module
+from tests.conftest import TINY, compose_config, run_module, train_in_process
 
 
 def test_run_writes_metrics_json(tiny_run):
@@ -30,6 +31,16 @@ def test_peak_memory_is_the_process_own_not_its_parents(tmp_path):
     assert len(held) and float(child.stdout) < 1536  # the child holds far less
 
 
+def test_the_module_trains_a_network_without_patches(tmp_path, shared_cache):
+    def band_means(cfg):
+        cfg.model = OmegaConf.create({"_target_": "tests.tiny_net.BandMeans"})
+
+    metrics = train_in_process(tmp_path / "run", *TINY, f"paths.cache_dir={shared_cache}", edit=band_means)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics["num_params"] == 128 * 10 + 10  # one linear layer over the 128 rows of a segment
+    assert metrics["final"]["train/loss_epoch"] > 0
+
+
 def test_run_saves_best_and_last_checkpoints_and_config(tiny_run):
     names = {p.name for p in (tiny_run / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in names and any(n.startswith("epoch_") for n in names)
@@ -47,7 +58,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
 
 @pytest.mark.parametrize("override,message", [
     ("model.patch_size=[16,5]", r"model.patch_size=\[16, 5\] does not tile the input image \[128, 32\]"),
-    ("model.num_heads=3", r"model.embed_dim=128 is not divisible by model.num_heads=3: allowed num_heads .*\[1, 2, 4, 8, 16, 32, 64, 128\]"),
+    ("model.num_heads=3",
+     r"model.embed_dim=128 is not divisible by model.num_heads=3: allowed num_heads .*\[1, 2, 4, 8, 16, 32, 64, 128\]"),
     ("fold=5", r"fold=5 is invalid: allowed 0..4"),
     ("fold=-1", r"fold=-1 is invalid: allowed 0..4"),
     ("data.num_folds=1", r"data.num_folds=1 is invalid: allowed integers >= 2"),

@@ -8,7 +8,6 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-
 MAX_PEAK = 1e4  # 80 dB above full scale: float audio this loud is broken, and its power overflows
 
 

@@ -125,7 +125,8 @@ STYLES: dict[str, Style] = {
     "metal": Style(
         tempo=(130, 200), swing=(0.0, 0.03), kick=_steps(*range(16), p=0.85, rest=0.0), snare=_steps(4, 12),
         hat=_steps(0, 4, 8, 12, p=0.9, rest=0.3), hat_decay=(0.1, 0.3), scale=PHRYGIAN,
-        progressions=((0, 1, 0, 5), (0, 3, 1, 0), (0, 8, 7, 5)), chord=("power",), comp=((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        progressions=((0, 1, 0, 5), (0, 3, 1, 0), (0, 8, 7, 5)), chord=("power",),
+        comp=tuple((step, 2) for step in range(0, 16, 2)),
         bass="root8", lead_density=(0.1, 0.4), partials=(8, 14), rolloff=(0.6, 1.0), attack=(0.001, 0.004),
         decay=(0.15, 0.4), drive=(6.0, 14.0), noise=(0.004, 0.015), drums=(0.6, 0.9), octave=3,
     ),
