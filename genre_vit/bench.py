@@ -151,7 +151,7 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
     recipe = Recipe.from_config(cfg, CLASS_NAMES)
     features = recipe.build_features()
     start = time.perf_counter()
-    table = extract_segments(tracks, features, cfg.data.sample_rate, 30, workers=os.cpu_count() or 1)
+    table = extract_segments(tracks, features, recipe.build_decoding(), workers=os.cpu_count() or 1)
     FeatureCache(work / "cache").store("bench", tracks.paths, table)
     feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.features import WINDOWS
 from genre_vit.data.splits import SPLITS
@@ -53,6 +54,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.test_fraction": _number(0, 1),
     "data.sample_rate": _int(1),
     "data.clip_seconds": _optional(_number(1e-3)),
+    "data.short_clips": _one_of(*SHORT_CLIP_POLICIES),
+    "data.min_seconds": _number(0),
     "data.batch_size": _int(1),
     "data.eval_batch_size": _int(1),
     "data.feature_workers": _int(0),

@@ -2,12 +2,12 @@
 model -> genre probabilities. No trainer, no plotting: cheap to import."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from genre_vit.checkpoints import load_checkpoint
-from genre_vit.data.audio import AudioError, load_audio
 from genre_vit.recipe import Recipe
 
 MODEL_PREFIX = "model."  # where GenreClassifier keeps the saved model in its state_dict
@@ -18,7 +18,7 @@ class Predictor:
 
     def __init__(self, recipe: Recipe, state_dict: dict[str, torch.Tensor]):
         self.recipe, self.class_names = recipe, recipe.class_names
-        self.features = recipe.build_features()
+        self.features, self.decoding = recipe.build_features(), recipe.build_decoding()
         self.model = recipe.build_model()
         self.model.load_state_dict({k[len(MODEL_PREFIX):]: v for k, v in state_dict.items() if k.startswith(MODEL_PREFIX)})
         self.model.eval()
@@ -30,10 +30,9 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities(self, path: str | Path, clip_seconds: float | None, batch_size: int) -> torch.Tensor:
-        """Softmax of the mean of the segments' logits. Raises AudioError for unusable audio."""
-        wave = load_audio(path, self.recipe.sample_rate, clip_seconds, min_seconds=self.features.segment_seconds)
-        segments = self.features(wave)
-        if segments.shape[0] == 0:
-            raise AudioError(f"shorter than one segment ({self.features.segment_seconds:.2f} s)")
+        """Softmax of the mean of the segments' logits, with the training's decoding (`clip_seconds`:
+        score only the first seconds; None: all of it). Raises AudioError for unusable audio."""
+        decoding = dataclasses.replace(self.decoding, clip_seconds=clip_seconds)
+        segments = self.features(decoding.load(path, self.features.segment_seconds))
         logits = torch.cat([self.model(chunk) for chunk in segments.split(batch_size)])
         return logits.mean(dim=0).softmax(dim=0)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from genre_vit.checkpoints import CheckpointError
+from genre_vit.data.audio import Decoding
 from genre_vit.models import normalized
 
 CHECKPOINT_KEY = "genre_vit_recipe"
@@ -30,17 +31,16 @@ def build_features(settings: Mapping[str, Any]) -> nn.Module:
 class Recipe:
     """Plain data (so checkpoints load with `weights_only=True`).
 
-    features: the `features` config (`_target_` included); model: the `model` config without
-    `compile`; class_names: the classes the logits stand for; sample_rate (Hz) and clip_seconds:
-    how audio is decoded; split: which tracks trained and which validated; batches: the seed
-    and batch size that fix the batch order a mid-epoch resume replays.
+    decoding: how files become waveforms (the Decoding's fields); features: the `features`
+    config (`_target_` included); model: the `model` config without `compile`; class_names: the
+    classes the logits stand for; split: which tracks trained and which validated; batches: the
+    seed and batch size that fix the batch order a mid-epoch resume replays.
     """
 
+    decoding: dict
     features: dict
     model: dict
     class_names: list[str]
-    sample_rate: int
-    clip_seconds: float | None
     split: dict
     batches: dict
 
@@ -48,9 +48,9 @@ class Recipe:
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> Recipe:
         model = OmegaConf.to_container(cfg.model, resolve=True)
         model.pop("compile", None)  # how the network runs, not what its weights mean
-        return cls(features=OmegaConf.to_container(cfg.features, resolve=True), model=model,
-                   class_names=list(class_names), sample_rate=cfg.data.sample_rate,
-                   clip_seconds=cfg.data.clip_seconds, split={k: cfg.data[k] for k in SPLIT_KEYS},
+        return cls(decoding={f.name: cfg.data[f.name] for f in dataclasses.fields(Decoding)},
+                   features=OmegaConf.to_container(cfg.features, resolve=True), model=model,
+                   class_names=list(class_names), split={k: cfg.data[k] for k in SPLIT_KEYS},
                    batches={"seed": cfg.seed, "batch_size": cfg.data.batch_size})
 
     @classmethod
@@ -64,6 +64,9 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def build_decoding(self) -> Decoding:
+        return Decoding(**self.decoding)
 
     def build_features(self) -> nn.Module:
         return build_features(self.features)

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from genre_vit.data.audio import AudioError, load_audio
+from genre_vit.data.audio import AudioError, Decoding, load_audio
 from tests.conftest import write_tone
 
 
@@ -41,7 +41,20 @@ def test_clip_seconds_cuts_long_and_never_pads_short(tmp_path):
 def test_audio_shorter_than_min_seconds_is_refused_with_its_length(tmp_path):
     write_tone(tmp_path / "two.wav", 2.0)
     with pytest.raises(AudioError, match=r"shorter than one segment \(2.00 s < 2.97 s\)"):
-        load_audio(tmp_path / "two.wav", 22050, 30.0, min_seconds=2.97)
+        Decoding(22050, 30.0, short_clips="skip", min_seconds=0.5).load(tmp_path / "two.wav", segment_seconds=2.97)
+
+
+def test_a_clip_shorter_than_a_segment_is_repeated_to_fill_one(tmp_path):
+    written = write_tone(tmp_path / "short.wav", 1.5)
+    wave = Decoding(22050, 30.0, short_clips="repeat", min_seconds=0.5).load(tmp_path / "short.wav", segment_seconds=5.0)
+    assert wave.shape == (5 * 22050,)
+    assert np.allclose(wave.numpy()[len(written):2 * len(written)], written, atol=1e-4)  # the second repetition
+
+
+def test_a_clip_too_short_to_repeat_is_refused(tmp_path):
+    write_tone(tmp_path / "blip.wav", 0.2)
+    with pytest.raises(AudioError, match=r"shorter than one segment \(0.20 s < 5.00 s\) and than 0.50 s, too short to repeat"):
+        Decoding(22050, 30.0, short_clips="repeat", min_seconds=0.5).load(tmp_path / "blip.wav", segment_seconds=5.0)
 
 
 @pytest.mark.parametrize("content,reason", [

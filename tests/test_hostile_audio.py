@@ -7,21 +7,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hydra.utils import instantiate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genre_vit.data.cache import _extract_one
+from genre_vit.recipe import Recipe
 from tests.conftest import compose_config, run_module, write_tone
 
 RATE, CLIP = 22050, 30.0
-FEATURES = instantiate(compose_config().features)  # the default features
+DEFAULT = Recipe.from_config(compose_config(), class_names=[])  # the default recipe
+FEATURES, DECODING = DEFAULT.build_features(), DEFAULT.build_decoding()
 SEGMENT_SECONDS = FEATURES.segment_seconds
 
 
 def used_or_skipped(path) -> torch.Tensor | str:
     """The real per-file path of feature extraction; checks the contract on its result."""
-    result = _extract_one((str(path), FEATURES, RATE, CLIP))
+    result = _extract_one((str(path), FEATURES, DECODING))
     if isinstance(result, str):
         assert result and "\n" not in result  # a one-line reason
     else:

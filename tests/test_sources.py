@@ -55,7 +55,8 @@ def test_bad_files_are_skipped_listed_and_counted(tmp_path, caplog):
     (root / "pop" / "README.txt").write_text("not audio")                            # not audio
     write_tone(root / "metal" / "metal.00050.wav", 2.0)                              # shorter than a segment
     write_tone(root / "disco" / "disco.00051.flac", 4.0, rate=44100, channels=2)     # fine: stereo 44.1 kHz FLAC
-    dm = make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.num_folds=3")
+    dm = make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.num_folds=3",
+                         "data.short_clips=skip")
     dm.setup("fit")
     with open(tmp_path / "run" / "skipped.csv") as f:
         rows = {r["path"].rsplit("/", 1)[1]: r["reason"] for r in csv.DictReader(f)}

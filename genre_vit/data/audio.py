@@ -1,6 +1,8 @@
 """Decode one audio file to a mono waveform at a fixed rate and length (soundfile + torchaudio)."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,12 @@ class AudioError(Exception):
     """A file that cannot be used as a track; the message is the reason, for the skip list."""
 
 
-def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, min_seconds: float = 0.0) -> torch.Tensor:
+def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None) -> torch.Tensor:
     """Decode `path` -> (samples,) float32 mono at `sample_rate` Hz.
 
     Only the first `clip_seconds` are decoded (None: all of it); channels are averaged and the
     signal is resampled if needed. Shorter audio is not padded. Raises AudioError for
-    unreadable, empty, silent or non-finite audio, and for less than `min_seconds` of it.
+    unreadable, empty, silent or non-finite audio.
     """
     try:
         with sf.SoundFile(str(path)) as f:
@@ -31,8 +33,6 @@ def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, m
         raise AudioError(f"unreadable audio ({str(err).strip() or type(err).__name__})") from None
     if data.size == 0:
         raise AudioError("no samples")
-    if data.shape[0] < min_seconds * rate:
-        raise AudioError(f"shorter than one segment ({data.shape[0] / rate:.2f} s < {min_seconds:.2f} s)")
     if not np.isfinite(data).all():
         raise AudioError("non-finite samples (NaN or inf)")
     wave = torch.from_numpy(data.mean(axis=1))
@@ -46,3 +46,51 @@ def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, m
     if clip_seconds is not None:
         wave = wave[: int(round(clip_seconds * sample_rate))]
     return wave.contiguous()
+
+
+SHORT_CLIP_POLICIES = ("repeat", "skip")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How every file becomes a waveform, in training and in predict alike.
+
+    sample_rate (Hz) and clip_seconds (the first seconds decoded; None: all) as in `load_audio`.
+    A clip shorter than one segment is, by `short_clips`: "repeat": repeated end to end until it
+    fills one segment (a 1.5 s sound event becomes one 5.9 s segment of four repetitions), if it
+    is at least `min_seconds` long; "skip": skipped. Skipped files are listed with the reason.
+    """
+
+    sample_rate: int
+    clip_seconds: float | None
+    short_clips: str
+    min_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.short_clips not in SHORT_CLIP_POLICIES:
+            raise ValueError(f"short_clips {self.short_clips!r} is not one of {list(SHORT_CLIP_POLICIES)}")
+
+    def usable_seconds(self, segment_seconds: float) -> float:
+        """The shortest clip this policy uses."""
+        return min(self.min_seconds, segment_seconds) if self.short_clips == "repeat" else segment_seconds
+
+    def load(self, path: str | Path, segment_seconds: float) -> torch.Tensor:
+        """(samples,) float32 waveform, at least one segment long. Raises AudioError for a file
+        that cannot be used, with the reason."""
+        wave = load_audio(path, self.sample_rate, self.clip_seconds)
+        segment_samples = math.ceil(segment_seconds * self.sample_rate)
+        if wave.numel() >= segment_samples:
+            return wave
+        seconds = wave.numel() / self.sample_rate
+        if seconds < self.usable_seconds(segment_seconds):
+            why = "" if self.short_clips == "skip" else f" and than {self.min_seconds:.2f} s, too short to repeat"
+            raise AudioError(f"shorter than one segment ({seconds:.2f} s < {segment_seconds:.2f} s){why}")
+        return wave.repeat(-(-segment_samples // wave.numel()))[:segment_samples]
+
+
+def duration_seconds(path: str | Path) -> float | None:
+    """The file's length from its header (no decoding), or None if the header is unreadable."""
+    try:
+        return sf.info(str(path)).duration
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError):
+        return None

@@ -8,6 +8,7 @@ fails (a full or read-only disk) is reported with the path, and the run goes on 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,13 +23,13 @@ import torch
 from rich.console import Console
 from rich.progress import track as progress
 
-from genre_vit.data.audio import AudioError, load_audio
+from genre_vit.data.audio import AudioError, Decoding
 from genre_vit.data.features import SegmentFeatures
 from genre_vit.data.locks import build_lock
 from genre_vit.data.sources import TrackList
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 2  # 2: short tracks are no longer zero-padded to clip_seconds
+CACHE_FORMAT = 3  # 2: short tracks are no longer zero-padded to clip_seconds; 3: short clips policy
 
 
 @dataclass
@@ -44,22 +45,22 @@ class SegmentTable:
     skipped: list[tuple[str, str]]
 
 
-def cache_key(identity: dict, sample_rate: int, clip_seconds: float | None, features: SegmentFeatures) -> str:
-    settings = {"format": CACHE_FORMAT, "source": identity, "sample_rate": sample_rate,
-                "clip_seconds": clip_seconds, "features": features.settings}
+def cache_key(identity: dict, decoding: Decoding, features: SegmentFeatures) -> str:
+    settings = {"format": CACHE_FORMAT, "source": identity, "decoding": dataclasses.asdict(decoding),
+                "features": features.settings}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _extract_one(args: tuple[str, SegmentFeatures, int, float | None]) -> torch.Tensor | str:
+def _extract_one(args: tuple[str, SegmentFeatures, Decoding]) -> torch.Tensor | str:
     """One track -> (segments, F, T), or the reason it is skipped."""
-    path, features, sample_rate, clip_seconds = args
+    path, features, decoding = args
     try:
-        wave = load_audio(path, sample_rate, clip_seconds, min_seconds=features.segment_seconds)
+        wave = decoding.load(path, features.segment_seconds)
     except AudioError as err:
         return str(err)
     segments = features(wave)
-    if segments.shape[0] == 0:  # rounding at the edge of one segment's length
-        return f"shorter than one segment ({wave.numel() / sample_rate:.2f} s < {features.segment_seconds:.2f} s)"
+    if segments.shape[0] == 0:  # a spectrogram with other framing than `segment_seconds` assumes
+        return f"shorter than one segment ({wave.numel() / decoding.sample_rate:.2f} s < {features.segment_seconds:.2f} s)"
     if not torch.isfinite(segments).all():
         return "non-finite features"
     return segments
@@ -69,10 +70,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: no oversubscription
 
 
-def extract_segments(tracks: TrackList, features: SegmentFeatures, sample_rate: int,
-                     clip_seconds: float | None, workers: int) -> SegmentTable:
+def extract_segments(tracks: TrackList, features: SegmentFeatures, decoding: Decoding, workers: int) -> SegmentTable:
     """Decode and featurise every track (in `workers` processes), skipping unusable ones with a warning."""
-    jobs = [(p, features, sample_rate, clip_seconds) for p in tracks.paths]
+    jobs = [(p, features, decoding) for p in tracks.paths]
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         results = map(_extract_one, jobs)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, cache_key, extract_segments
 from genre_vit.data.features import SegmentFeatures
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
@@ -109,6 +110,8 @@ class GenreDataModule(L.LightningDataModule):
         features: SegmentFeatures,
         sample_rate: int,
         clip_seconds: float | None,
+        short_clips: str,
+        min_seconds: float,
         split: str,
         num_folds: int,
         fold: int,
@@ -125,6 +128,7 @@ class GenreDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["source", "features"], logger=False)
         self.source, self.features = source, features
+        self.decoding = Decoding(sample_rate, clip_seconds, short_clips, min_seconds)
         self.cache = FeatureCache(cache_dir)
         self.table: SegmentTable | None = None
         self.missing: list[str] = []  # tracks a split lists that are not on disk
@@ -159,11 +163,32 @@ class GenreDataModule(L.LightningDataModule):
     def _load_table(self) -> SegmentTable:
         if self.table is None:
             hp = self.hparams
-            key = cache_key(self.source.identity(), hp.sample_rate, hp.clip_seconds, self.features)
+            key = cache_key(self.source.identity(), self.decoding, self.features)
             workers = hp.feature_workers or os.cpu_count() or 1
-            self.table = self.cache.get_or_build(key, self.track_list, lambda: extract_segments(
-                self.track_list, self.features, hp.sample_rate, hp.clip_seconds, workers))
+            self.table = self.cache.get_or_build(key, self.track_list, lambda: self._extract(workers))
         return self.table
+
+    def _extract(self, workers: int) -> SegmentTable:
+        self.check_lengths()
+        return extract_segments(self.track_list, self.features, self.decoding, workers)
+
+    def check_lengths(self) -> None:
+        """Before any feature work: refuse a data set whose clips are too short for the segment
+        length and the short-clip policy to leave every class a track, naming the fix."""
+        tracks, segment = self.track_list, self.features.segment_seconds
+        floor = self.decoding.usable_seconds(segment)
+        lengths = [duration_seconds(p) for p in tracks.paths]
+        short = [i for i, length in enumerate(lengths) if length is not None and length < floor]
+        usable = set(range(len(tracks))) - set(short)
+        empty = [name for label, name in enumerate(tracks.classes) if not any(tracks.labels[i] == label for i in usable)]
+        if not empty:
+            return
+        seconds = [lengths[i] for i in short]
+        fix = ("data.short_clips=repeat (repeat a short clip to one segment) or a shorter features.segment_frames"
+               if self.decoding.short_clips == "skip" else
+               f"a smaller data.min_seconds (now {self.decoding.min_seconds}) or a shorter features.segment_frames")
+        raise DataError(f"{len(short)} of {len(tracks)} files are too short to use ({min(seconds):.2f}-{max(seconds):.2f} s; "
+                        f"one segment is {segment:.2f} s), leaving class {empty[0]!r} with no track: set {fix}")
 
     def track_roles(self) -> np.ndarray:
         """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track."""
