@@ -1,0 +1,53 @@
+"""The CNN reference maps (B, F, T) segments of any large-enough size to (B, classes) logits."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genre_vit.models.cnn import SpectrogramCNN
+
+CHANNELS = [32, 64, 128, 128]  # conf/model/cnn.yaml
+
+
+def make_cnn(img_size=(128, 32), **overrides) -> SpectrogramCNN:
+    return SpectrogramCNN(**{"img_size": list(img_size), "num_classes": 10, "channels": CHANNELS, "dropout": 0.3,
+                             **overrides})
+
+
+@pytest.mark.parametrize("size", [(128, 32), (128, 128), (129, 512)], ids=["stft-resized", "mel", "stft-full"])
+def test_output_shape_for_the_feature_images(size):
+    net = make_cnn(size).eval()
+    assert net(torch.randn(2, *size)).shape == (2, 10)
+    assert net(torch.randn(2, 1, *size)).shape == (2, 10)  # a channel axis is accepted too
+
+
+def test_feature_maps_halve_once_per_block():
+    assert make_cnn().forward_features(torch.randn(1, 128, 32)).shape == (1, 128, 8, 2)
+
+
+def test_default_size_is_a_few_hundred_thousand_parameters():
+    count = sum(p.numel() for p in make_cnn().parameters())
+    assert 100_000 <= count <= 500_000, count
+
+
+@pytest.mark.parametrize("size", [(8, 32), (128, 15)])
+def test_too_small_input_is_refused(size):
+    with pytest.raises(ValueError, match=r"too small for 4 pooling blocks: both sides must be at least 16"):
+        make_cnn(size)
+    with pytest.raises(ValueError, match="too small"):
+        make_cnn()(torch.randn(1, *size))
+
+
+def test_empty_channels_are_refused():
+    with pytest.raises(ValueError, match="channels must be a non-empty list"):
+        make_cnn(channels=[])
+
+
+def test_one_optimisation_step_reduces_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    net = make_cnn((32, 32), channels=[8, 16], dropout=0.0)
+    x, y = torch.randn(8, 32, 32), torch.arange(8) % 10
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = F.cross_entropy(net(x), y)
+    before.backward()
+    optimizer.step()
+    assert F.cross_entropy(net(x), y) < before
