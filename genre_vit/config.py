@@ -74,6 +74,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dropout": _number(0, 1),
     "model.head_hidden": _int(0),
     "model.pool": _one_of(*POOLS),
+    "model.channels": ((lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(_int(1)[0](c) for c in v)),
+                       "a non-empty list of integers >= 1"),
     "optim.lr": _number(1e-12),
     "optim.weight_decay": _number(0),
     "optim.label_smoothing": _number(0, 1),
@@ -97,8 +99,8 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={plain!r} is invalid: allowed {allowed}")
     num_folds, fold = cfg.data.num_folds, cfg.fold
-    if not isinstance(fold, int) or not 0 <= fold < num_folds:
-        raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds})")
+    if fold != "all" and (not isinstance(fold, int) or not 0 <= fold < num_folds):
+        raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds}) or all")
     model = cfg.model
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
@@ -111,10 +113,15 @@ def _divisors(n: int) -> list[int]:
 
 def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     """A patch shape (for networks that have one) must tile the features' (F, T) image."""
+    rows, cols = image_shape
+    channels = cfg.model.get("channels")  # a CNN pools by 2 once per block
+    if channels is not None and min(rows, cols) < 2 ** len(channels):
+        raise ConfigError(f"model.channels={list(channels)} pools the input {len(channels)} times, so it needs at least "
+                          f"{2 ** len(channels)} rows and columns; the features give {[rows, cols]}")
     patch = cfg.model.get("patch_size")
     if patch is None:
         return
-    (rows, cols), (patch_rows, patch_cols) = image_shape, patch
+    patch_rows, patch_cols = patch
     if rows % patch_rows or cols % patch_cols:
         raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} does not tile the input image {[rows, cols]}: "
                           f"allowed patch rows {_divisors(rows)} and patch columns {_divisors(cols)}")

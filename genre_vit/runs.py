@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 RECORD_FILE = "metrics.json"
+CROSS_VALIDATION_FILE = "cross_validation.json"  # fold=all: mean and std over the folds' runs
 STATUSES = ("completed", "failed", "interrupted")
 
 # What a run logs (`optimized_metric` must be one of these). Lightning names a metric logged per

@@ -24,11 +24,17 @@ NOT_SETTINGS = ("fold", "ckpt_path")  # overrides that pick a fold or a checkpoi
 IGNORED_PREFIXES = ("paths.", "hydra.")
 
 
-def job_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides Hydra recorded for a run (`.hydra/overrides.yaml`)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(path.read_text()) if path.exists() else []
-    return [o for o in overrides or [] if not o.lstrip("+~").startswith(IGNORED_PREFIXES)]
+def job_overrides(run_dir: Path, root: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for a run (`.hydra/overrides.yaml`), or for the
+    job that holds it (a fold of `fold=all`), looking no higher than `root`."""
+    for folder in (run_dir, *run_dir.parents):
+        path = folder / ".hydra" / "overrides.yaml"
+        if path.exists():
+            overrides = yaml.safe_load(path.read_text()) or []
+            return [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_PREFIXES)]
+        if folder == root:
+            break
+    return []
 
 
 def setting_of(overrides: list[str], common: set[str]) -> str:
@@ -48,7 +54,9 @@ def collect_jobs(root: Path) -> list[dict]:
     run_dirs = sorted({p.parent for p in root.rglob(RECORD_FILE)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
     jobs = []
     for run_dir in run_dirs:
-        overrides = job_overrides(run_dir)
+        overrides = job_overrides(run_dir, root)
+        if "fold=all" in overrides and read_record(run_dir) is None:
+            continue  # a cross-validation job: its folds' runs below it are the jobs
         job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": " ".join(overrides)}
         metrics = read_record(run_dir)
         if metrics is not None:

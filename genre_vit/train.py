@@ -2,10 +2,14 @@
 
     python -m genre_vit.train fold=0
     python -m genre_vit.train -m fold=0,1,2,3,4
+    python -m genre_vit.train fold=all              # every fold in one job; returns the mean
 """
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -16,15 +20,16 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_vit import CONFIG_DIR
+from genre_vit.baseline import fit_track_classifier
 from genre_vit.callbacks.stop import GracefulStop, Interrupted, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError, validate, validate_image
 from genre_vit.data.sources import DataError
 from genre_vit.recipe import Recipe, build_features
-from genre_vit.runs import failure_fields, memory_mb, write_record
+from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,56 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     return best_path, best, best_epoch, test
 
 
+def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict:
+    """Train the recipe's network with Lightning and score its best checkpoint: the record's fields."""
+    is_main_process = rank_zero_only.rank == 0
+    net = recipe.build_network(compile=cfg.model.get("compile", False))
+    model = instantiate(cfg.module, net=net, input_rows=recipe.image_shape[0], class_names=recipe.class_names)
+    model.recipe = recipe.to_dict()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
+    resume = resume_checkpoint(cfg, recipe, stop)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        if stop and stop.stopping:
+            raise StopRequested("stopped at the end of an epoch")
+        final = _scalars(trainer.callback_metrics)
+        best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
+    # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
+    except (StopRequested, SystemExit, KeyboardInterrupt):
+        raise interruption(trainer, stop, Path(cfg.paths.output_dir), cfg.fold, write=is_main_process) from None
+    return {
+        "best": {k: v for k, v in best.items() if k.startswith("val/")},
+        "final": final,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch,
+        **datamodule.counts,
+        # tracks in the last validation's confusion matrix: all of them, gathered across processes
+        "val_tracks_scored": int(model.last_val_confusion.sum()) if model.last_val_confusion is not None else 0,
+        "num_params": sum(p.numel() for p in net.parameters()),
+        "best_checkpoint": best_path,
+    }
+
+
+def fit_baseline(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict:
+    """Fit the `baseline` estimator (e.g. experiment=baseline_logreg) on per-track statistics of
+    the same folds and cached features: the record's fields, as a network's."""
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    scores = fit_track_classifier(instantiate(cfg.baseline), datamodule.train_set, datamodule.val_set,
+                                  datamodule.test_set, num_classes=len(datamodule.classes))
+    val = {k: v for k, v in scores.items() if k.startswith("val/")}
+    return {"best": val, "final": {**val, "train/track_acc": scores["train/track_acc"]},
+            "test": {k: v for k, v in scores.items() if k.startswith("test/")}, "best_epoch": None, "epochs": 0,
+            **datamodule.counts, "val_tracks_scored": datamodule.counts["val_tracks"],
+            "num_params": scores["num_params"], "best_checkpoint": ""}
+
+
 def train(cfg: DictConfig) -> dict:
-    """Run the configured training; return the record written to `metrics.json`."""
+    """Run the configured training (a network, or the `baseline` estimator); return the record
+    written to `metrics.json`."""
     started = time.time()
     validate(cfg)
     features = build_features(cfg.features)
@@ -87,56 +140,50 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data, features=features)
     recipe = Recipe.from_config(cfg, datamodule.classes)
-    net = recipe.build_network(compile=cfg.model.get("compile", False))
-    model = instantiate(cfg.module, net=net, input_rows=recipe.image_shape[0], class_names=recipe.class_names)
-    model.recipe = recipe.to_dict()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
-    resume = resume_checkpoint(cfg, recipe, stop)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        if stop and stop.stopping:
-            raise StopRequested("stopped at the end of an epoch")
-        final = _scalars(trainer.callback_metrics)
-        best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
-    # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
-    except (StopRequested, SystemExit, KeyboardInterrupt):
-        raise interruption(trainer, stop, output_dir, cfg.fold, write=is_main_process) from None
-
-    record = {
-        "fold": cfg.fold,
-        "num_folds": cfg.data.num_folds,
-        "best": {k: v for k, v in best.items() if k.startswith("val/")},
-        "final": final,
-        "test": test,
-        "best_epoch": best_epoch,
-        "epochs": trainer.current_epoch,
-        **datamodule.counts,
-        # tracks in the last validation's confusion matrix: all of them, gathered across processes
-        "val_tracks_scored": int(model.last_val_confusion.sum()) if model.last_val_confusion is not None else 0,
-        "num_params": sum(p.numel() for p in net.parameters()),
-        "best_checkpoint": best_path,
-        "wall_time_s": round(time.time() - started, 1),
-        # in a multirun: the sweep's one process, job after job
-        "process_rss_mb": memory_mb("VmRSS"),
-        "process_peak_rss_mb": memory_mb("VmHWM"),
-    }
+    if cfg.get("baseline") is not None:
+        fields = fit_baseline(cfg, datamodule)
+    else:
+        fields = fit_network(cfg, datamodule, recipe, loggers)
+    record = {"fold": cfg.fold, "num_folds": cfg.data.num_folds, **fields,
+              "wall_time_s": round(time.time() - started, 1),
+              # in a multirun: the sweep's one process, job after job
+              "process_rss_mb": memory_mb("VmRSS"), "process_peak_rss_mb": memory_mb("VmHWM")}
     if is_main_process:
         write_record(output_dir, "completed", **record)
-        log_hparams(trainer, cfg, record)
-    log.info("Best val/track_acc %.4f at epoch %d; metrics in %s", record["best"].get("val/track_acc", float("nan")),
-             best_epoch, output_dir / "metrics.json")
+        log_hparams(loggers, cfg, record)
+    log.info("Best val/track_acc %.4f; metrics in %s", record["best"].get("val/track_acc", float("nan")),
+             output_dir / "metrics.json")
     return {"status": "completed", **record}
 
 
-def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict) -> None:
+def cross_validate(cfg: DictConfig) -> dict:
+    """`fold=all`: train every fold in turn, each in `<run dir>/fold_<k>/`, and write the mean and
+    sample std of each best validation metric to `<run dir>/cross_validation.json`."""
+    run_dir = Path(cfg.paths.output_dir)
+    records = []
+    for fold in range(cfg.data.num_folds):
+        fold_cfg = copy.deepcopy(cfg)
+        with open_dict(fold_cfg):
+            fold_cfg.fold, fold_cfg.paths.output_dir = fold, str(run_dir / f"fold_{fold}")
+        Path(fold_cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        records.append(train(fold_cfg))
+    names = sorted(set.intersection(*(set(r["final"]) for r in records)))
+    summary = {"folds": cfg.data.num_folds, "runs": [str(run_dir / f"fold_{k}") for k in range(len(records))],
+               **{name: {"mean": statistics.fmean(r["final"][name] for r in records),
+                         "std": statistics.stdev(r["final"][name] for r in records),
+                         "per_fold": [r["final"][name] for r in records]} for name in names}}
+    (run_dir / CROSS_VALIDATION_FILE).write_text(json.dumps(summary, indent=2))
+    log.info("Cross-validation over %d folds: val/track_acc %.4f ± %.4f (%s)", len(records),
+             summary["val/track_acc"]["mean"], summary["val/track_acc"]["std"], run_dir / CROSS_VALIDATION_FILE)
+    return {"status": "completed", "final": {name: summary[name]["mean"] for name in names}}
+
+
+def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
     """One HPARAMS record per run: every config value with the run's best and test metrics."""
     params = OmegaConf.to_container(cfg, resolve=True)
-    scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**metrics["best"], **metrics["test"]}.items()}
-    for logger in trainer.loggers:
+    scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**record["best"], **record["test"]}.items()}
+    for logger in loggers:
         logger.log_hyperparams(params, metrics=scores)
         logger.finalize("success")
 
@@ -163,7 +210,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("print_config"):
             log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        return optimized_value(train(cfg), cfg.get("optimized_metric"))
+        record = cross_validate(cfg) if cfg.fold == "all" else train(cfg)
+        return optimized_value(record, cfg.get("optimized_metric"))
     except Interrupted as err:  # a stopped sweep stops: the user or the scheduler asked for it
         log.error("Interrupted: %s", err)
         print(f"interrupted: {err}", file=sys.stderr)

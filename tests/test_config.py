@@ -20,7 +20,7 @@ REQUIRED = {("data", "folder"): ["data.root=/tmp/nowhere"], ("data", "gtzan"): [
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)
 def test_group_option_composes_and_passes_validation(group, option):
     cfg = compose_config(f"{group}={option}", *REQUIRED.get((group, option), []))
-    assert cfg.fold == 0 and cfg.model.patch_size is not None
+    assert cfg.fold == 0 and cfg.model._target_
     validate(cfg)
 
 

@@ -3,10 +3,12 @@ import csv
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from genre_vit.summarize import setting_of, summarize
 from tests.conftest import TINY, CodeRunningPayload, run_module, train_in_process
@@ -165,3 +167,43 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     result = run_module("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, shared_cache):
+    result = run_module("genre_vit.train", "hparams_search=optuna", "fold=all", "data.num_folds=2", "debug=fast",
+                        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
+                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    means = []
+    for path in sorted((tmp_path / "optuna").glob("*/cross_validation.json")):
+        cv = json.loads(path.read_text())
+        folds = [json.loads((Path(run) / "metrics.json").read_text()) for run in cv["runs"]]
+        assert [f["fold"] for f in folds] == [0, 1] and all(f["status"] == "completed" for f in folds)
+        scores = [f["final"]["val/track_acc_best"] for f in folds]
+        assert cv["val/track_acc_best"]["mean"] == pytest.approx(sum(scores) / 2)
+        means.append(cv["val/track_acc_best"]["mean"])
+    assert len(means) == 2
+    best = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())["best_value"]
+    assert best == pytest.approx(max(means))
+    with open(tmp_path / "optuna" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["fold"] for r in rows) == ["0", "0", "1", "1"] and {r["status"] for r in rows} == {"completed"}
+
+
+def test_baselines_run_through_the_same_entry_and_rank_beside_the_vit(tmp_path, shared_cache):
+    result = run_module("genre_vit.train", "-m", "debug=fast", "experiment=baseline_logreg,mel_specaugment", "fold=0,1",
+                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "sweep" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["setting"], r["fold"], r["status"]) for r in rows) == [
+        ("experiment=baseline_logreg", "0", "completed"), ("experiment=baseline_logreg", "1", "completed"),
+        ("experiment=mel_specaugment", "0", "completed"), ("experiment=mel_specaugment", "1", "completed")]
+    ranked = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "`experiment=baseline_logreg`" in ranked and "`experiment=mel_specaugment`" in ranked
+
+
+def test_the_cnn_trains_through_the_same_module(tmp_path, shared_cache):
+    metrics = train(tmp_path, shared_cache, "model=cnn")
+    assert metrics["status"] == "completed" and metrics["num_params"] == 6_114  # debug=fast's narrow blocks
