@@ -24,6 +24,13 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
 
 
+def run_if(cuda: bool = False):
+    """Skip a test unless this machine has what it needs (Lightning's RunIf, in one line)."""
+    import torch
+
+    return pytest.mark.skipif(cuda and not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
 def train_in_process(run_dir: Path, *overrides: str, edit=None) -> dict:
     """`python -m genre_vit.train OVERRIDES` with its output in `run_dir`, in this process (no
     interpreter start-up); `edit(cfg)` may change the composed config first. Returns the record."""

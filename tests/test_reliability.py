@@ -16,6 +16,8 @@ from genre_vit.data.locks import build_lock
 from genre_vit.summarize import summarize
 from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module, write_tone
 
+pytestmark = pytest.mark.slow  # real processes, signals and multiruns: tens of seconds each
+
 # ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
 SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.clip_seconds=30")
 REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at

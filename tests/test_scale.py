@@ -1,9 +1,14 @@
 """Scale-out paths that run on this machine: DDP over 2 CPU processes, the benchmark in quick mode."""
 import json
+import subprocess
+import sys
 
-from tests.conftest import run_module
+import pytest
+
+from tests.conftest import run_if, run_module, train_in_process, write_tone
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_gathers_metrics_into_one_run(tmp_path, shared_cache):
     result = run_module("genre_vit.train", "trainer=ddp_cpu", "debug=fast", f"paths.output_root={tmp_path}",
                         f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
@@ -36,6 +41,7 @@ def test_bench_counts_every_matmul_of_the_default_model_attention_included():
     assert flops_per_segment(cfg, (128, 32)) == 3 * (depth * per_block + head) + 2 * patch_embed
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -47,6 +53,7 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
         assert report[name]["model_gflops_per_segment"] > 0.1 and 0 < report[name]["dataloader_wait_fraction"] < 1
 
 
+@pytest.mark.slow
 def test_multirun_through_the_submitit_local_launcher(tmp_path, shared_cache):
     """The cluster path (hydra/launcher=slurm) minus Slurm: submitit runs each job as its own process."""
     result = run_module("genre_vit.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
@@ -57,3 +64,25 @@ def test_multirun_through_the_submitit_local_launcher(tmp_path, shared_cache):
     assert folds == [0, 1]
     assert (tmp_path / "sweep" / "summary.md").exists()
     assert list((tmp_path / "sweep" / ".submitit").iterdir())
+
+
+@run_if(cuda=True)
+@pytest.mark.gpu
+def test_one_gpu_with_bf16_trains_and_scores_every_validation_track(tmp_path, shared_cache):
+    metrics = train_in_process(tmp_path / "run", "trainer=gpu", "debug=fast", f"paths.cache_dir={shared_cache}")
+    assert metrics["status"] == "completed" and metrics["val_tracks_scored"] == metrics["val_tracks"]
+
+
+def test_predict_imports_neither_the_trainer_nor_matplotlib(tiny_run, tmp_path):
+    write_tone(tmp_path / "one.wav", 8.0)
+    child = f"""
+import sys
+sys.argv = ["predict", "ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", "input={tmp_path / 'one.wav'}",
+            "output={tmp_path / 'out.csv'}", "hydra.run.dir={tmp_path / 'predict'}"]
+import genre_vit.predict
+genre_vit.predict.main()
+print("HEAVY", sorted(m for m in sys.modules if m.startswith(("lightning.pytorch.trainer", "matplotlib"))))
+"""
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HEAVY []" in result.stdout and (tmp_path / "out.csv").read_text().count("one.wav") == 1
