@@ -18,6 +18,15 @@ def train(tmp_path, shared_cache, *overrides, run_dir=None):
     return train_in_process(run_dir or tmp_path / "run", *TINY, f"paths.cache_dir={shared_cache}", *overrides)
 
 
+def multirun(tmp_path, shared_cache, *overrides) -> list[dict]:
+    """`python -m genre_vit.train -m OVERRIDES` into `tmp_path/sweep`; the rows of its summary.csv."""
+    result = run_module("genre_vit.train", "-m", *overrides, f"paths.output_root={tmp_path}",
+                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "sweep" / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, shared_cache):
     """A 2x2 multirun: two patch shapes (a list-valued key), two folds."""
@@ -146,12 +155,7 @@ def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
 
 
 def test_a_failing_job_is_summarised_as_failed_and_the_others_still_run(tmp_path, shared_cache):
-    result = run_module("genre_vit.train", "-m", "debug=fast", "model.num_heads=3,2", "fold=0",
-                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep",
-                        cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(tmp_path / "sweep" / "summary.csv") as f:
-        rows = {r["setting"]: r for r in csv.DictReader(f)}
+    rows = {r["setting"]: r for r in multirun(tmp_path, shared_cache, "debug=fast", "model.num_heads=3,2", "fold=0")}
     assert rows["model.num_heads=3"]["status"] == "failed"
     assert rows["model.num_heads=3"]["error"].startswith("ConfigError: model.embed_dim=32 is not divisible by model.num_heads=3")
     assert rows["model.num_heads=2"]["status"] == "completed"
@@ -191,12 +195,7 @@ def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, sh
 
 
 def test_baselines_run_through_the_same_entry_and_rank_beside_the_vit(tmp_path, shared_cache):
-    result = run_module("genre_vit.train", "-m", "debug=fast", "experiment=baseline_logreg,mel_specaugment", "fold=0,1",
-                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep",
-                        cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(tmp_path / "sweep" / "summary.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = multirun(tmp_path, shared_cache, "debug=fast", "experiment=baseline_logreg,mel_specaugment", "fold=0,1")
     assert sorted((r["setting"], r["fold"], r["status"]) for r in rows) == [
         ("experiment=baseline_logreg", "0", "completed"), ("experiment=baseline_logreg", "1", "completed"),
         ("experiment=mel_specaugment", "0", "completed"), ("experiment=mel_specaugment", "1", "completed")]

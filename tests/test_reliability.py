@@ -20,11 +20,14 @@ pytestmark = pytest.mark.slow  # real processes, signals and multiruns: tens of 
 
 # ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
 SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.clip_seconds=30")
+# 18 batches per epoch: enough for signals that the runs send themselves at a chosen batch.
+SHORT_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4")
 REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at
 
 
-def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subprocess.PIPE) -> subprocess.Popen:
-    args = [sys.executable, "-m", "genre_vit.train", *SLOW_EPOCHS, f"paths.output_root={tmp_path}",
+def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subprocess.PIPE,
+                   epochs=SLOW_EPOCHS) -> subprocess.Popen:
+    args = [sys.executable, "-m", "genre_vit.train", *epochs, f"paths.output_root={tmp_path}",
             f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}", *overrides]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPOSITORY)}
     return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout !=
@@ -43,13 +46,22 @@ def metrics_of(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, shared_cache):
+def train_whole(tmp_path_factory, shared_cache, epochs) -> dict:
     out = tmp_path_factory.mktemp("whole")
-    process = start_training(out, shared_cache, out / "run")
+    process = start_training(out, shared_cache, out / "run", epochs=epochs)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     return metrics_of(out / "run")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, shared_cache):
+    return train_whole(tmp_path_factory, shared_cache, SLOW_EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_short(tmp_path_factory, shared_cache):
+    return train_whole(tmp_path_factory, shared_cache, SHORT_EPOCHS)
 
 
 def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_uninterrupted_metrics(
@@ -89,11 +101,12 @@ def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_unint
     ("validate", 0, 0, "SIGTERM", {"epoch": 1, "batch": 1}),    # during validation: after the next epoch's first batch
 ], ids=["mid-epoch", "last-batch", "validation"])
 def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
-        uninterrupted, tmp_path, shared_cache, stage, epoch, batch, signum, stopped_at):
+        uninterrupted_short, tmp_path, shared_cache, stage, epoch, batch, signum, stopped_at):
     run_dir = tmp_path / "run"
     process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
                              f"+callbacks.signal_at.stage={stage}", f"+callbacks.signal_at.epoch={epoch}",
-                             f"+callbacks.signal_at.batch={batch}", f"+callbacks.signal_at.signum={signum}")
+                             f"+callbacks.signal_at.batch={batch}", f"+callbacks.signal_at.signum={signum}",
+                             epochs=SHORT_EPOCHS)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == (130 if signum == "SIGINT" else 143), stderr[-3000:]
     stopped = metrics_of(run_dir)
@@ -105,10 +118,10 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
     else:  # the every-epoch checkpoint, written at the end of the epoch before
         assert saved["epoch"] == stopped_at["epoch"] - 1
 
-    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last")
+    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last", epochs=SHORT_EPOCHS)
     _, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-3000:]
-    assert_ends_like(run_dir, uninterrupted)
+    assert_ends_like(run_dir, uninterrupted_short)
 
 
 def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_path, shared_cache):
