@@ -17,12 +17,22 @@ class AudioError(Exception):
     """A file that cannot be used as a track; the message is the reason, for the skip list."""
 
 
-def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None) -> torch.Tensor:
+class ClipTooShort(AudioError):
+    """Less audio than asked for; `seconds` is how much there is."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"too short ({seconds:.2f} s)")
+        self.seconds = seconds
+
+
+def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, min_seconds: float = 0.0) -> torch.Tensor:
     """Decode `path` -> (samples,) float32 mono at `sample_rate` Hz.
 
     Only the first `clip_seconds` are decoded (None: all of it); channels are averaged and the
     signal is resampled if needed. Shorter audio is not padded. Raises AudioError for
-    unreadable, empty, silent or non-finite audio.
+    unreadable, empty, silent or non-finite audio, and ClipTooShort for less than `min_seconds`
+    of it (checked before resampling, whose cost grows with the file's rate: a 1 ms file that
+    claims 2 GHz must not be resampled).
     """
     try:
         with sf.SoundFile(str(path)) as f:
@@ -33,6 +43,8 @@ def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None) -
         raise AudioError(f"unreadable audio ({str(err).strip() or type(err).__name__})") from None
     if data.size == 0:
         raise AudioError("no samples")
+    if data.shape[0] < min_seconds * rate:
+        raise ClipTooShort(data.shape[0] / rate)
     if not np.isfinite(data).all():
         raise AudioError("non-finite samples (NaN or inf)")
     wave = torch.from_numpy(data.mean(axis=1))
@@ -77,14 +89,14 @@ class Decoding:
     def load(self, path: str | Path, segment_seconds: float) -> torch.Tensor:
         """(samples,) float32 waveform, at least one segment long. Raises AudioError for a file
         that cannot be used, with the reason."""
-        wave = load_audio(path, self.sample_rate, self.clip_seconds)
+        try:
+            wave = load_audio(path, self.sample_rate, self.clip_seconds, min_seconds=self.usable_seconds(segment_seconds))
+        except ClipTooShort as err:
+            why = "" if self.short_clips == "skip" else f" and than {self.min_seconds:.2f} s, too short to repeat"
+            raise AudioError(f"shorter than one segment ({err.seconds:.2f} s < {segment_seconds:.2f} s){why}") from None
         segment_samples = math.ceil(segment_seconds * self.sample_rate)
         if wave.numel() >= segment_samples:
             return wave
-        seconds = wave.numel() / self.sample_rate
-        if seconds < self.usable_seconds(segment_seconds):
-            why = "" if self.short_clips == "skip" else f" and than {self.min_seconds:.2f} s, too short to repeat"
-            raise AudioError(f"shorter than one segment ({seconds:.2f} s < {segment_seconds:.2f} s){why}")
         return wave.repeat(-(-segment_samples // wave.numel()))[:segment_samples]
 
 
