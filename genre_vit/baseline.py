@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from genre_vit.metrics import track_scores
+from genre_vit.metrics import track_labels, track_scores
 
 CHUNK = 512  # segments converted to float64 at a time: bounds memory on full-resolution sets
 
@@ -50,19 +50,6 @@ def track_statistics(segments: torch.Tensor, tracks: torch.Tensor) -> tuple[torc
     std = (sums[:, 1] / frames - mean.square()).clamp_min(0).sqrt()
     delta_std = (sums[:, 3] / deltas - delta_mean.square()).clamp_min(0).sqrt()
     return track_ids, torch.cat([mean, std, delta_mean, delta_std], dim=1).float()
-
-
-def track_labels(labels: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-    """(N,) segment labels and track indices -> (K,) label of each track, in sorted track order.
-
-    Raises if a track's segments disagree (every segment carries its track's label)."""
-    _, inverse = torch.unique(tracks, return_inverse=True)
-    k = int(inverse.max()) + 1 if len(inverse) else 0
-    low = labels.new_full((k,), torch.iinfo(labels.dtype).max).scatter_reduce(0, inverse, labels, "amin")
-    high = labels.new_full((k,), torch.iinfo(labels.dtype).min).scatter_reduce(0, inverse, labels, "amax")
-    if not torch.equal(low, high):
-        raise ValueError("segments of one track carry different labels")
-    return low
 
 
 def _tracks_of(split: Segments) -> tuple[torch.Tensor, torch.Tensor]:

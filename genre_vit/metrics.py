@@ -7,14 +7,26 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix, 
 from torchmetrics.utilities import dim_zero_cat
 
 
+def track_labels(labels: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
+    """(N,) segment labels and track indices -> (K,) label of each track, in sorted track order.
+
+    Raises if a track's segments disagree (every segment carries its track's label)."""
+    _, inverse = torch.unique(tracks, return_inverse=True)
+    k = int(inverse.max()) + 1 if len(inverse) else 0
+    low = labels.new_full((k,), torch.iinfo(labels.dtype).max).scatter_reduce(0, inverse, labels, "amin")
+    high = labels.new_full((k,), torch.iinfo(labels.dtype).min).scatter_reduce(0, inverse, labels, "amax")
+    if not torch.equal(low, high):
+        raise ValueError("segments of one track carry different labels")
+    return low
+
+
 def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
                   tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) segment logits -> ((K, C) mean logits, (K,) labels) for the K distinct tracks."""
     unique, inverse = torch.unique(tracks, return_inverse=True)
     sums = logits.new_zeros(len(unique), logits.shape[1]).index_add_(0, inverse, logits)
     counts = torch.bincount(inverse, minlength=len(unique)).clamp_min(1).unsqueeze(1)
-    track_labels = labels.new_zeros(len(unique)).scatter_(0, inverse, labels)
-    return sums / counts, track_labels
+    return sums / counts, track_labels(labels, tracks)
 
 
 class TrackVotes(Metric):
@@ -40,8 +52,8 @@ class TrackVotes(Metric):
         self.tracks.append(tracks)
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        track_logits, track_labels = vote_by_track(*(dim_zero_cat(s) for s in (self.logits, self.labels, self.tracks)))
-        return track_logits.argmax(dim=1), track_labels
+        track_logits, labels = vote_by_track(*(dim_zero_cat(s) for s in (self.logits, self.labels, self.tracks)))
+        return track_logits.argmax(dim=1), labels
 
 
 def track_scores(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:
