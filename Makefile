@@ -25,8 +25,8 @@ train: install  ## train with the default config; pass overrides as ARGS="fold=1
 lint: install  ## ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade (settings in pyproject.toml)
 	$(BIN)/ruff check genre_vit tests
 
-test: lint  ## lint, then run the test suite; ARGS="-m 'not slow'" skips the slow ones
-	$(BIN)/python -m pytest $(ARGS)
+test: lint  ## lint, then run the test suite, one worker per core (pytest-xdist); ARGS="-m 'not slow'" skips the slow ones
+	$(BIN)/python -m pytest -n auto --dist loadfile $(ARGS)
 
 bench: install  ## benchmark (one JSON object); ARGS="bench.quick=true" for a quick run
 	$(BIN)/python -m genre_vit.bench $(ARGS)
