@@ -32,18 +32,18 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from genre_vit import CONFIG_DIR
-from genre_vit.data.cache import FeatureCache, extract_segments
-from genre_vit.data.datamodule import EpochBatchSampler, SegmentBatchDataset
+from genre_vit.data.cache import FeatureCache, extract_spectrograms
+from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler, EpochBatchSampler, SegmentBatchDataset
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.inference import Predictor
-from genre_vit.recipe import Recipe
+from genre_vit.recipe import Recipe, build_features
 
 NUM_CLASSES = 10
 CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 
-class TimedBatches(SegmentBatchDataset):
-    """SegmentBatchDataset that adds up the time spent building batches (the loader's share)."""
+class Timed:
+    """Dataset mixin that adds up the time spent building batches (the loader's share)."""
 
     fetch_seconds = 0.0
 
@@ -52,6 +52,14 @@ class TimedBatches(SegmentBatchDataset):
         batch = super().__getitem__(index)
         self.fetch_seconds += time.perf_counter() - start
         return batch
+
+
+class TimedBatches(Timed, SegmentBatchDataset):
+    """Fixed windows, timed."""
+
+
+class TimedCrops(Timed, CropBatchDataset):
+    """Random crops of whole spectrograms, timed."""
 
 
 class StepClock(L.Callback):
@@ -69,14 +77,23 @@ class StepClock(L.Callback):
         self.end = time.perf_counter()
 
 
-def _data(image_shape: tuple[int, int], count: int) -> TimedBatches:
+def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batches: int) -> DataLoader:
+    """`batches` training batches of dB-like noise, as the config's datamodule builds them: fixed
+    windows, or random crops (data.random_crops) of 30 s spectrograms; its dataset is Timed."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(count, *image_shape, generator=generator) * 10 - 40  # dB-like values
-    return TimedBatches(x, torch.randint(0, NUM_CLASSES, (count,), generator=generator), torch.arange(count))
-
-
-def _loader(data: SegmentBatchDataset, batch_size: int) -> DataLoader:
-    return DataLoader(data, sampler=EpochBatchSampler(len(data), batch_size, shuffle=True, seed=0), batch_size=None)
+    if not cfg.data.random_crops:
+        count = batch_size * batches
+        x = torch.randn(count, *image_shape, generator=generator) * 10 - 40
+        data = TimedBatches(x, torch.randint(0, NUM_CLASSES, (count,), generator=generator), torch.arange(count))
+        return DataLoader(data, sampler=EpochBatchSampler(count, batch_size, shuffle=True, seed=0), batch_size=None)
+    features, tracks = build_features(cfg.features), 2 * NUM_CLASSES
+    length = torch.full((tracks,), int(30 * features.frame_rate))
+    frames = torch.randn(features.num_bins, int(length.sum()), generator=generator) * 10 - 40
+    labels = torch.arange(tracks) % NUM_CLASSES
+    data = TimedCrops(frames, length.cumsum(0) - length, length, labels, torch.arange(tracks), features.segment_frames,
+                      features.resize)
+    return DataLoader(data, sampler=CropBatchSampler(length, features.segment_frames, batch_size, batches, seed=0),
+                      batch_size=None)
 
 
 def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:
@@ -91,7 +108,7 @@ def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: 
     optimizer, scheduler = module.build_optimizer(total_steps=steps + warmup)
     module.train()
     start = None
-    for step, (x, y, _) in enumerate(_loader(_data(image_shape, batch_size * (steps + warmup)), batch_size)):
+    for step, (x, y, _) in enumerate(_loader(cfg, image_shape, batch_size, steps + warmup)):
         if step == warmup:
             start = time.perf_counter()
         loss = F.cross_entropy(module(x), y, label_smoothing=module.hparams.label_smoothing)
@@ -106,14 +123,14 @@ def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: 
 def lightning_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
     """(segments per second, share of step time spent building batches) of Trainer.fit."""
     module = _module(cfg, image_shape)
-    data = _data(image_shape, batch_size * (steps + warmup))
+    loader = _loader(cfg, image_shape, batch_size, steps + warmup)
     clock = StepClock(warmup)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, logger=False, callbacks=[clock],
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(module, train_dataloaders=_loader(data, batch_size))
+    trainer.fit(module, train_dataloaders=loader)
     seconds = clock.end - clock.start
-    return batch_size * steps / seconds, data.fetch_seconds / seconds
+    return batch_size * steps / seconds, loader.dataset.fetch_seconds / seconds
 
 
 def flops_per_segment(cfg: DictConfig, image_shape) -> float:
@@ -143,7 +160,7 @@ def matmul_peak_gflops(size: int, repeats: int) -> float:
 
 def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tracks: int, work: Path,
                               module: L.LightningModule) -> dict[str, float]:
-    """Audio seconds featurised per second (decode -> segments -> cache) and tracks predicted per
+    """Audio seconds featurised per second (decode -> spectrogram -> cache) and tracks predicted per
     second, on synthetic 30 s tracks (generation excluded from both)."""
     source = SyntheticGenres(root=str(work), tracks_per_genre=tracks_per_genre, seed=7, sample_rate=cfg.data.sample_rate,
                              clip_seconds=30, workers=0)
@@ -151,7 +168,7 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
     recipe = Recipe.from_config(cfg, CLASS_NAMES)
     features = recipe.build_features()
     start = time.perf_counter()
-    table = extract_segments(tracks, features, recipe.build_decoding(), workers=os.cpu_count() or 1)
+    table = extract_spectrograms(tracks, features, recipe.build_decoding(), workers=os.cpu_count() or 1)
     FeatureCache(work / "cache").store("bench", tracks.paths, table)
     feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
 

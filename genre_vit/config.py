@@ -42,6 +42,16 @@ def _pair_of_ints(v: Any) -> bool:
     return isinstance(v, (list, tuple, ListConfig)) and len(v) == 2 and all(_int(1)[0](x) for x in v)
 
 
+def _list_of_ints(non_empty: bool) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, (list, ListConfig)) and (len(v) > 0 or not non_empty) and all(_int(1)[0](c) for c in v)
+    return ok, f"a {'non-empty ' if non_empty else ''}list of integers >= 1"
+
+
+def _budget(v: Any) -> bool:
+    return v == -1 or _int(1)[0](v)
+
+
 # key -> (test, allowed values). Keys absent from the composed config (e.g. features.n_mels with
 # features=stft) are skipped.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -59,6 +69,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.batch_size": _int(1),
     "data.eval_batch_size": _int(1),
     "data.feature_workers": _int(0),
+    "data.random_crops": _one_of(True, False),
+    "data.batches_per_epoch": _int(1),
     "features.n_fft": _int(2),
     "features.hop_length": _int(1),
     "features.n_mels": _int(1),
@@ -67,6 +79,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "features.segment_step": _int(1),
     "features.image_size": ((lambda v: v is None or _pair_of_ints(v)), "null or two integers >= 1"),
     "model.patch_size": (_pair_of_ints, "two integers >= 1"),
+    "model.patch_stride": ((lambda v: v is None or _pair_of_ints(v)), "null (no overlap) or two integers >= 1"),
+    "model.stem_channels": _list_of_ints(non_empty=False),
+    "model.drop_path": _number(0, 1),
     "model.embed_dim": _int(1),
     "model.depth": _int(1),
     "model.num_heads": _int(1),
@@ -74,8 +89,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dropout": _number(0, 1),
     "model.head_hidden": _int(0),
     "model.pool": _one_of(*POOLS),
-    "model.channels": ((lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(_int(1)[0](c) for c in v)),
-                       "a non-empty list of integers >= 1"),
+    "model.channels": _list_of_ints(non_empty=True),
     "optim.lr": _number(1e-12),
     "optim.weight_decay": _number(0),
     "optim.label_smoothing": _number(0, 1),
@@ -83,7 +97,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "augment.time_mask": _int(0),
     "augment.num_masks": _int(1),
     "augment.mixup_alpha": _number(0),
-    "trainer.max_epochs": _int(1),
+    "trainer.max_epochs": ((lambda v: v is None or _budget(v)), "null, -1 (no limit) or integers >= 1"),
+    "trainer.max_steps": (_budget, "-1 (no limit) or integers >= 1"),
 }
 _ABSENT = object()
 
@@ -101,6 +116,11 @@ def validate(cfg: DictConfig) -> None:
     num_folds, fold = cfg.data.num_folds, cfg.fold
     if fold != "all" and (not isinstance(fold, int) or not 0 <= fold < num_folds):
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds}) or all")
+    trainer = cfg.trainer
+    if trainer.get("max_steps", -1) == -1 and trainer.get("max_epochs") in (None, -1):
+        raise ConfigError(f"trainer.max_steps={trainer.get('max_steps', -1)} and trainer.max_epochs="
+                          f"{trainer.get('max_epochs')} set no training budget: set trainer.max_steps (optimizer "
+                          "steps) or trainer.max_epochs")
     model = cfg.model
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
@@ -112,7 +132,8 @@ def _divisors(n: int) -> list[int]:
 
 
 def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
-    """A patch shape (for networks that have one) must tile the features' (F, T) image."""
+    """A patch shape (for networks that have one) must tile the features' (F, T) image, or the
+    maps of the ViT's convolutional stem."""
     rows, cols = image_shape
     channels = cfg.model.get("channels")  # a CNN pools by 2 once per block
     if channels is not None and min(rows, cols) < 2 ** len(channels):
@@ -121,7 +142,20 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     patch = cfg.model.get("patch_size")
     if patch is None:
         return
-    patch_rows, patch_cols = patch
-    if rows % patch_rows or cols % patch_cols:
-        raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} does not tile the input image {[rows, cols]}: "
-                          f"allowed patch rows {_divisors(rows)} and patch columns {_divisors(cols)}")
+    image = f"the input image {[rows, cols]}"
+    stem = cfg.model.get("stem_channels") or []
+    if stem:  # the stem halves both sides once per block
+        scale = 2 ** len(stem)
+        if rows % scale or cols % scale:
+            raise ConfigError(f"model.stem_channels={list(stem)} halves {image} {len(stem)} times, so both sides must "
+                              f"be multiples of {scale}")
+        rows, cols = rows // scale, cols // scale
+        image = f"the stem's {[rows, cols]} maps (of {image})"
+    (patch_rows, patch_cols), stride = patch, cfg.model.get("patch_stride")
+    if stride is None:
+        if rows % patch_rows or cols % patch_cols:
+            raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} does not tile {image}: "
+                              f"allowed patch rows {_divisors(rows)} and patch columns {_divisors(cols)}")
+    elif patch_rows > rows or patch_cols > cols or (rows - patch_rows) % stride[0] or (cols - patch_cols) % stride[1]:
+        raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} with model.patch_stride={list(stride)} does not "
+                          f"tile {image}: size minus patch must be a multiple of the stride on both sides")

@@ -91,9 +91,6 @@ class GenreClassifier(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def on_train_start(self) -> None:
-        self.val_track_acc_best.reset()  # forget the sanity check's numbers
-
     def _evaluation_step(self, stage: str, batch: tuple[torch.Tensor, ...]) -> None:
         x, y, tracks = batch
         logits = self(x)

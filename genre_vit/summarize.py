@@ -63,7 +63,8 @@ def collect_jobs(root: Path) -> list[dict]:
             resume = f"{metrics['signal']} in epoch {metrics['stopped_at']['epoch']}; resume with: {metrics['resume']}" \
                 if metrics.get("resume") else ""
             job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error") or resume,
-                       best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"), wall_time_s=metrics.get("wall_time_s"))
+                       best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"),
+                       steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"))
             job.update({m: metrics.get("best", {}).get(m) for m in SUMMARY_METRICS})
             job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})
         else:
@@ -95,7 +96,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
 
 
 def write_csv(jobs: list[dict], path: Path) -> None:
-    columns = ["dir", "setting", "overrides", "status", "fold", *SUMMARY_METRICS, "best_epoch", "epochs", "wall_time_s"]
+    columns = ["dir", "setting", "overrides", "status", "fold", *SUMMARY_METRICS, "best_epoch", "epochs", "steps", "wall_time_s"]
     columns += sorted({k for j in jobs for k in j if k.startswith("test/")}) + ["error"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")

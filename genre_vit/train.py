@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -78,6 +79,21 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     return best_path, best, best_epoch, test
 
 
+def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_steps: int,
+                     max_epochs: int | None) -> int:
+    """The epochs that train `max_steps` optimizer steps (whole epochs, so at least that many
+    steps), capped at `max_epochs` when that is set.
+
+    The budget reaches Lightning as epochs because Lightning resumes an iteration-based run
+    (`max_steps` set) wrongly from a checkpoint written at the end of an epoch: it trains no
+    further (Lightning-AI/pytorch-lightning#19617)."""
+    datamodule.trainer = trainer  # this process's share of the batches under DDP
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    epochs = math.ceil(max_steps / len(datamodule.train_dataloader()))
+    return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
+
+
 def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict:
     """Train the recipe's network with Lightning and score its best checkpoint: the record's fields."""
     is_main_process = rank_zero_only.rank == 0
@@ -87,7 +103,10 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
     resume = resume_checkpoint(cfg, recipe, stop)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    max_steps = cfg.trainer.get("max_steps", -1)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1)
+    if max_steps != -1:
+        trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         if stop and stop.stopping:
@@ -103,6 +122,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         "test": test,
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,  # optimizer steps: the training budget (trainer.max_steps)
         **datamodule.counts,
         # tracks in the last validation's confusion matrix: all of them, gathered across processes
         "val_tracks_scored": int(model.last_val_confusion.sum()) if model.last_val_confusion is not None else 0,
@@ -120,7 +140,7 @@ def fit_baseline(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict:
                                   datamodule.test_set, num_classes=len(datamodule.classes))
     val = {k: v for k, v in scores.items() if k.startswith("val/")}
     return {"best": val, "final": {**val, "train/track_acc": scores["train/track_acc"]},
-            "test": {k: v for k, v in scores.items() if k.startswith("test/")}, "best_epoch": None, "epochs": 0,
+            "test": {k: v for k, v in scores.items() if k.startswith("test/")}, "best_epoch": None, "epochs": 0, "steps": 0,
             **datamodule.counts, "val_tracks_scored": datamodule.counts["val_tracks"],
             "num_params": scores["num_params"], "best_checkpoint": ""}
 

@@ -17,6 +17,15 @@ from torchaudio.datasets.gtzan import gtzan_genres
 
 from genre_vit import CONFIG_DIR
 
+# Under pytest-xdist (make test runs one worker per core), each worker and the runs it starts
+# use their share of the cores, not all of them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    import torch
+
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
+
 
 def compose_config(*overrides: str) -> DictConfig:
     """The config `python -m genre_vit.train OVERRIDES` would run with (hydra keys included)."""
@@ -68,7 +77,7 @@ def write_tone(path: Path, seconds: float, rate: int = 22050, channels: int = 1,
     return data
 
 
-SMALL_FEATURES = ["features.segment_frames=256", "features.segment_step=128", "features.image_size=null",
+SMALL_FEATURES = ["features=stft", "features.segment_frames=256", "features.segment_step=128", "features.image_size=null",
                   "data.clip_seconds=null", "data.feature_workers=1"]
 
 

@@ -24,21 +24,29 @@ def test_group_option_composes_and_passes_validation(group, option):
     validate(cfg)
 
 
-def test_defaults_are_the_original_design():
+def test_defaults_are_the_small_data_recipe():
     cfg = compose_config()
-    assert list(cfg.features.image_size) == [128, 32] and cfg.features.n_fft == 256
-    assert cfg.features.segment_frames == 512
-    assert list(cfg.model.patch_size) == [16, 4]
-    assert (cfg.model.embed_dim, cfg.model.depth, cfg.model.num_heads, cfg.model.pool) == (128, 8, 4, "mean")
-    assert cfg.data.num_folds == 5 and cfg.trainer.accelerator == "cpu"
+    assert cfg.features._target_.endswith("MelFeatures") and cfg.features.image_size is None
+    assert (cfg.features.n_mels, cfg.features.segment_frames, cfg.features.segment_step) == (128, 128, 64)
+    assert cfg.model._target_.endswith("SpectrogramCNN") and list(cfg.model.channels) == [16, 32, 64, 128]
+    assert cfg.data.random_crops and cfg.trainer.max_steps == 600 and cfg.trainer.max_epochs is None
+    assert cfg.data.num_folds == 5 and cfg.trainer.accelerator == "cpu" and not cfg.callbacks.weight_averaging
+
+
+def test_the_transformer_is_the_compact_convolutional_tokenizer_one():
+    cfg = compose_config("model=vit")
+    assert list(cfg.model.stem_channels) == [16, 32, 64, 128] and list(cfg.model.patch_size) == [1, 1]
+    assert (cfg.model.embed_dim, cfg.model.depth, cfg.model.num_heads, cfg.model.pool) == (128, 2, 4, "mean")
+    assert cfg.model.drop_path == 0.1 and cfg.model.patch_stride is None
 
 
 @pytest.mark.parametrize("features", ["stft", "mel"])
-def test_features_and_model_instantiate_together(features):
-    cfg = compose_config(f"features={features}")
+@pytest.mark.parametrize("model", ["cnn", "vit"])
+def test_features_and_model_instantiate_together(features, model):
+    cfg = compose_config(f"features={features}", f"model={model}")
     recipe = Recipe.from_config(cfg, [str(i) for i in range(10)])
     net = recipe.build_network()
-    assert net.patch_embed.num_patches > 0 and net(recipe.build_features()(torch.randn(22050 * 8))).shape[1] == 10
+    assert net(recipe.build_features()(torch.randn(22050 * 8))).shape[1] == 10
 
 
 def test_data_root_override_reaches_the_source():

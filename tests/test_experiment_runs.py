@@ -31,7 +31,7 @@ def multirun(tmp_path, shared_cache, *overrides) -> list[dict]:
 def sweep(tmp_path_factory, shared_cache):
     """A 2x2 multirun: two patch shapes (a list-valued key), two folds."""
     out = tmp_path_factory.mktemp("sweep")
-    result = run_module("genre_vit.train", "-m", "debug=fast", "model.patch_size=[16,4],[8,8]", "fold=0,1",
+    result = run_module("genre_vit.train", "-m", "debug=fast", "model=vit", "model.patch_size=[16,4],[8,8]", "fold=0,1",
                         f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "sweep"
@@ -55,7 +55,7 @@ def test_multirun_jobs_share_one_feature_cache(sweep):
 
 def test_multirun_summary_ranks_settings_with_mean_and_std(sweep):
     lines = (sweep / "summary.md").read_text().splitlines()
-    assert lines[0] == "Overrides shared by every job: `debug=fast`"
+    assert lines[0] == "Overrides shared by every job: `debug=fast model=vit`"
     settings = [line for line in lines if line.startswith(("| 1 ", "| 2 "))]
     assert len(settings) == 2 and all(" ± " in line and "| 2 |" in line for line in settings)
     means = [float(line.split("|")[4].split("±")[0]) for line in settings]
@@ -155,7 +155,7 @@ def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
 
 
 def test_a_failing_job_is_summarised_as_failed_and_the_others_still_run(tmp_path, shared_cache):
-    rows = {r["setting"]: r for r in multirun(tmp_path, shared_cache, "debug=fast", "model.num_heads=3,2", "fold=0")}
+    rows = {r["setting"]: r for r in multirun(tmp_path, shared_cache, "debug=fast", "model=vit", "model.num_heads=3,2", "fold=0")}
     assert rows["model.num_heads=3"]["status"] == "failed"
     assert rows["model.num_heads=3"]["error"].startswith("ConfigError: model.embed_dim=32 is not divisible by model.num_heads=3")
     assert rows["model.num_heads=2"]["status"] == "completed"

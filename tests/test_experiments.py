@@ -9,6 +9,16 @@ def test_paper_preset_is_the_original_report():
     assert list(cfg.model.patch_size) == [16, 4] and (cfg.model.embed_dim, cfg.model.depth, cfg.model.num_heads) == (128, 8, 4)
     assert cfg.model.pool == "mean" and cfg.trainer.max_epochs == 30 and cfg.data.num_folds == 5
     assert cfg.optim.scheduler is None and cfg.augment.freq_mask == 0 and cfg.augment.mixup_alpha == 0
+    assert not cfg.model.stem_channels and cfg.model.drop_path == 0 and cfg.model.head_hidden == 128
+    assert not cfg.data.random_crops and cfg.data.batch_size == 64 and cfg.trainer.max_steps == -1
+
+
+def test_v1_defaults_are_the_defaults_before_the_small_data_recipe():
+    cfg = compose_config("experiment=v1_defaults")
+    paper = compose_config("experiment=paper")
+    assert cfg.features == paper.features and cfg.model == paper.model and cfg.data == paper.data
+    assert cfg.trainer.max_epochs == 12 and cfg.trainer.max_steps == -1
+    assert cfg.optim.lr == 5e-4 and cfg.optim.label_smoothing == 0.1 and cfg.optim.scheduler is not None
 
 
 def test_mel_recipe_keeps_full_resolution_and_the_token_count():

@@ -26,7 +26,7 @@ def used_or_skipped(path) -> torch.Tensor | str:
     if isinstance(result, str):
         assert result and "\n" not in result  # a one-line reason
     else:
-        assert result.ndim == 3 and result.shape[0] > 0 and tuple(result.shape[1:]) == tuple(FEATURES.image_shape)
+        assert result.ndim == 2 and result.shape[0] == FEATURES.num_bins and result.shape[1] >= FEATURES.segment_frames
         assert torch.isfinite(result).all()
     return result
 

@@ -18,10 +18,10 @@ from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module,
 
 pytestmark = pytest.mark.slow  # real processes, signals and multiruns: tens of seconds each
 
-# ~200 small batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
-SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.clip_seconds=30")
+# 200 small random-crop batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
+SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=200")
 # 18 batches per epoch: enough for signals that the runs send themselves at a chosen batch.
-SHORT_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4")
+SHORT_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=18")
 REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at
 
 
@@ -132,7 +132,7 @@ def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_pat
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and str(checkpoint) in error
-    assert "features.n_fft: checkpoint 256 != this run 512" in error and "split.fold: checkpoint 1 != this run 2" in error
+    assert "features.n_fft: checkpoint 1024 != this run 512" in error and "split.fold: checkpoint 1 != this run 2" in error
     assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
 
 
@@ -148,7 +148,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
 
 
 def test_runs_started_together_build_the_data_and_the_cache_entry_once(tmp_path):
-    cache, settings = tmp_path / "cache", ("trainer.max_epochs=1", "data.clip_seconds=8", "data.batch_size=16")
+    cache, settings = tmp_path / "cache", ("trainer.max_epochs=1", "data.batch_size=16", "data.batches_per_epoch=4")
     synthetic_set = instantiate(compose_config(*SLOW_EPOCHS, *settings, f"paths.cache_dir={cache}").data.source).folder()
     logs = [tmp_path / f"run{i}.log" for i in range(3)]
     # Hold the synthetic set's lock until all three runs wait for it: they then race for real.
@@ -189,7 +189,7 @@ def test_soak_a_twelve_job_multirun_with_bad_files_summarises_every_job_and_leak
     (root / "chirp" / "notes.txt").write_text("not audio")
     process = subprocess.Popen(
         [sys.executable, "-m", "genre_vit.train", "-m", "debug=fast", "data=folder", f"data.root={root}",
-         "data.num_folds=3", "trainer.max_epochs=1", "fold=0,1,2", "seed=1,2", "model.embed_dim=16,32",
+         "data.num_folds=3", "trainer.max_epochs=1", "fold=0,1,2", "seed=1,2", "model=vit", "model.embed_dim=16,32",
          f"paths.output_root={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = process.communicate(timeout=900)

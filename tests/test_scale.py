@@ -32,7 +32,7 @@ def test_bench_counts_every_matmul_of_the_default_model_attention_included():
     from genre_vit.bench import NUM_CLASSES, flops_per_segment
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train")
+        cfg = compose(config_name="train", overrides=["experiment=v1_defaults"])
     tokens, dim, depth, head_hidden = 64, 128, 8, 128  # 128x32 image, 16x4 patches
     per_block = 2 * tokens * 12 * dim * dim + 2 * 2 * tokens * tokens * dim  # qkv, proj, mlp; QK^T and AV
     head = 2 * (dim * head_hidden + head_hidden * NUM_CLASSES)

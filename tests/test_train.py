@@ -15,8 +15,10 @@ from tests.conftest import TINY, compose_config, run_module, train_in_process
 def test_run_writes_metrics_json(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["fold"] == 1 and metrics["epochs"] == 2
+    assert metrics["steps"] == 2 * 4  # debug=fast: 2 epochs of data.batches_per_epoch=4 random-crop batches
     assert metrics["train_tracks"] == 24 and metrics["val_tracks"] == 6  # 30 tracks, 5 folds
-    assert metrics["train_segments"] == 24 * 3 and metrics["val_segments"] == 6 * 3
+    # 8 s = 344 frames: windows of 128 frames every 64 start at 0, 64, 128 and 192
+    assert metrics["train_segments"] == 24 * 4 and metrics["val_segments"] == 6 * 4
     assert 0.0 <= metrics["best"]["val/track_acc"] <= 1.0 and metrics["best_epoch"] in (0, 1)
     assert metrics["final"]["val/track_acc_best"] >= metrics["final"]["val/track_acc"]
     assert metrics["num_params"] > 0 and metrics["wall_time_s"] > 0
@@ -44,7 +46,7 @@ def test_the_module_trains_a_network_without_patches(tmp_path, shared_cache):
 def test_run_saves_best_and_last_checkpoints_and_config(tiny_run):
     names = {p.name for p in (tiny_run / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in names and any(n.startswith("epoch_") for n in names)
-    assert (tiny_run / "config.yaml").read_text().count("patch_size") == 1
+    assert (tiny_run / "config.yaml").read_text().count("channels") == 1
     assert (tiny_run / "skipped.csv").read_text().splitlines() == ["path,reason"]
 
 
@@ -57,8 +59,13 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("model.patch_size=[16,5]", r"model.patch_size=\[16, 5\] does not tile the input image \[128, 32\]"),
-    ("model.num_heads=3",
+    ("experiment=v1_defaults model.patch_size=[16,5]",
+     r"model.patch_size=\[16, 5\] does not tile the input image \[128, 32\]"),
+    ("model=vit model.patch_size=[3,3]",
+     r"model.patch_size=\[3, 3\] does not tile the stem's \[8, 8\] maps \(of the input image \[128, 128\]\)"),
+    ("model=vit model.patch_size=[4,4] model.patch_stride=[3,3]",
+     r"model.patch_size=\[4, 4\] with model.patch_stride=\[3, 3\] does not tile the stem's \[8, 8\] maps"),
+    ("model=vit model.num_heads=3",
      r"model.embed_dim=128 is not divisible by model.num_heads=3: allowed num_heads .*\[1, 2, 4, 8, 16, 32, 64, 128\]"),
     ("fold=5", r"fold=5 is invalid: allowed 0..4"),
     ("fold=-1", r"fold=-1 is invalid: allowed 0..4"),
@@ -69,11 +76,16 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("features.image_size=[128]", r"features.image_size=\[128\] is invalid: allowed null or two integers >= 1"),
     ("data.clip_seconds=-1", r"data.clip_seconds=-1 is invalid: allowed null or numbers in \[0.001, inf\)"),
     ("data.batch_size=0", r"data.batch_size=0 is invalid: allowed integers >= 1"),
-    ("model.dropout=1.5", r"model.dropout=1.5 is invalid: allowed numbers in \[0, 1\)"),
-    ("model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
+    ("model=vit model.dropout=1.5", r"model.dropout=1.5 is invalid: allowed numbers in \[0, 1\)"),
+    ("model=vit model.drop_path=1", r"model.drop_path=1 is invalid: allowed numbers in \[0, 1\)"),
+    ("model=vit model.stem_channels=[16,0]", r"model.stem_channels=\[16, 0\] is invalid: allowed a list of integers"),
+    ("model=vit model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
     ("optim.lr=0", r"optim.lr=0 is invalid: allowed numbers in \[1e-12, inf\)"),
     ("augment.num_masks=0", r"augment.num_masks=0 is invalid: allowed integers >= 1"),
-    ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: allowed integers >= 1"),
+    ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: allowed null, -1 \(no limit\) or integers >= 1"),
+    ("trainer.max_steps=0", r"trainer.max_steps=0 is invalid: allowed -1 \(no limit\) or integers >= 1"),
+    ("trainer.max_steps=-1", r"trainer.max_steps=-1 and trainer.max_epochs=None set no training budget"),
+    ("data.batches_per_epoch=0", r"data.batches_per_epoch=0 is invalid: allowed integers >= 1"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
     ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
     ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
@@ -87,7 +99,8 @@ def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message)
 
 
 def test_invalid_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
-    result = run_module("genre_vit.train", "model.patch_size=[16,5]", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    result = run_module("genre_vit.train", "model=vit", "model.patch_size=[16,5]", f"paths.output_root={tmp_path}",
+                        cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "model.patch_size=[16, 5]" in errors[0]
@@ -101,8 +114,8 @@ def test_hparams_tab_lists_the_config_with_final_metrics(tiny_run):
     acc.Reload()
     start = plugin_data_pb2.HParamsPluginData.FromString(acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
     hparams = start.session_start_info.hparams
-    assert hparams["model/embed_dim"].number_value == 32 and hparams["fold"].number_value == 1
-    assert hparams["model/patch_size"].string_value == "[16, 4]"
+    assert hparams["model/dropout"].number_value == pytest.approx(0.3) and hparams["fold"].number_value == 1
+    assert hparams["model/channels"].string_value == "[8, 16, 16, 16]"
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     logged = acc.Scalars("hparams/val_track_acc")
     assert logged[-1].value == pytest.approx(metrics["best"]["val/track_acc"])

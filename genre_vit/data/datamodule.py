@@ -1,4 +1,5 @@
-"""GenreDataModule: tracks -> folds (by track) -> cached segments -> in-memory batches."""
+"""GenreDataModule: tracks -> folds (by track) -> cached spectrograms -> in-memory batches of
+fixed windows or of random crops."""
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_vit.data.audio import Decoding, duration_seconds
-from genre_vit.data.cache import FeatureCache, SegmentTable, cache_key, extract_segments
-from genre_vit.data.features import SegmentFeatures
+from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
+from genre_vit.data.features import Resize, SegmentFeatures
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
 from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
 
@@ -80,6 +81,46 @@ class EpochBatchSampler(Sampler[list[int]]):
         yield from (chunk.tolist() for chunk in chunks)
 
 
+class CropBatchDataset(Dataset):
+    """Random windows of whole-track spectrograms: a batch of (track, start) draws -> one batch.
+
+    Track k (of the K given) has frames `frames[:, begin[k]:begin[k] + length[k]]`; a draw (k, s)
+    is its `window` frames from s, resized as the fixed windows are. Yields (segments (B, F, T),
+    labels (B,), track ids (B,)) like SegmentBatchDataset, by tensor indexing.
+    """
+
+    def __init__(self, frames: torch.Tensor, begin: torch.Tensor, length: torch.Tensor, labels: torch.Tensor,
+                 tracks: torch.Tensor, window: int, resize: Resize):
+        self.frames, self.begin, self.length = frames, begin, length
+        self.labels, self.tracks, self.window, self.resize = labels, tracks, window, resize
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, draws: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, start = torch.as_tensor(draws).unbind(1)
+        columns = (self.begin[k] + start).unsqueeze(1) + torch.arange(self.window)
+        return self.resize(self.frames[:, columns].permute(1, 0, 2).float()), self.labels[k], self.tracks[k]
+
+
+class CropBatchSampler(EpochBatchSampler):
+    """Batch sampler of random crops: `batches` batches per epoch of (track, start) draws, the
+    track uniform over the K tracks of `length` frames, the start uniform over its windows of
+    `window` frames. Draws depend on (seed, epoch) only, so a resumed run sees the same batches;
+    under DDP process `rank` takes every world-th draw."""
+
+    def __init__(self, length: torch.Tensor, window: int, batch_size: int, batches: int, seed: int, rank: int = 0,
+                 world: int = 1):
+        super().__init__(batches * batch_size * world, batch_size, True, seed, rank, world)
+        self.length, self.window = length, window
+
+    def _positions(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
+        k = torch.randint(len(self.length), (self.size,), generator=generator)
+        start = (torch.rand(self.size, generator=generator) * (self.length[k] - self.window + 1)).long()
+        return torch.stack([k, start], dim=1)[self.rank :: self.world]
+
+
 NORMALIZATIONS = ("per_bin", "global")
 
 
@@ -98,8 +139,14 @@ class GenreDataModule(L.LightningDataModule):
     optional stratified test hold-out of `test_fraction`. `split="filtered"`: GTZAN's
     fault-filtered lists (`fold` is ignored). Splits are decided per track before segmenting,
     so no validation or test track contributes a training segment. Features come from (and go
-    to) the shared feature cache. `root` is where the source's audio lives (recorded in the
-    hyper-parameters; the source reads it).
+    to) the shared feature cache as whole-track spectrograms. `root` is where the source's audio
+    lives (recorded in the hyper-parameters; the source reads it).
+
+    Validation and test segments are every window of a track (`features.segment_step` apart), and
+    a track's score is the mean over them. Training batches are the same fixed windows, shuffled
+    each epoch, or with `random_crops` windows cut at random places of the training tracks at
+    every step (`batches_per_epoch` batches between validations): many more distinct examples
+    from the same tracks.
     """
 
     def __init__(
@@ -118,6 +165,8 @@ class GenreDataModule(L.LightningDataModule):
         split_seed: int,
         test_fraction: float,
         normalization: str,
+        random_crops: bool,
+        batches_per_epoch: int,
         batch_size: int,
         eval_batch_size: int,
         feature_workers: int,
@@ -130,9 +179,11 @@ class GenreDataModule(L.LightningDataModule):
         self.source, self.features = source, features
         self.decoding = Decoding(sample_rate, clip_seconds, short_clips, min_seconds)
         self.cache = FeatureCache(cache_dir)
-        self.table: SegmentTable | None = None
+        self.spectrograms: SpectrogramTable | None = None
+        self.table: SegmentTable | None = None  # every fixed window of every track
         self.missing: list[str] = []  # tracks a split lists that are not on disk
         self.test_set: SegmentBatchDataset | None = None
+        self.train_crops: CropBatchDataset | None = None  # with random_crops
         self.norm_mean: torch.Tensor | None = None
         self.norm_std: torch.Tensor | None = None
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches trained) from a checkpoint
@@ -165,12 +216,13 @@ class GenreDataModule(L.LightningDataModule):
             hp = self.hparams
             key = cache_key(self.source.identity(), self.decoding, self.features)
             workers = hp.feature_workers or os.cpu_count() or 1
-            self.table = self.cache.get_or_build(key, self.track_list, lambda: self._extract(workers))
+            self.spectrograms = self.cache.get_or_build(key, self.track_list, lambda: self._extract(workers))
+            self.table = self.spectrograms.cut(self.features)
         return self.table
 
-    def _extract(self, workers: int) -> SegmentTable:
+    def _extract(self, workers: int) -> SpectrogramTable:
         self.check_lengths()
-        return extract_segments(self.track_list, self.features, self.decoding, workers)
+        return extract_spectrograms(self.track_list, self.features, self.decoding, workers)
 
     def check_lengths(self) -> None:
         """Before any feature work: refuse a data set whose clips are too short for the segment
@@ -220,6 +272,8 @@ class GenreDataModule(L.LightningDataModule):
             raise DataError(f"data.split={self.hparams.split!r} leaves no training or no validation segment")
         self.norm_mean, self.norm_std = normalization_stats(table.segments[segment_role == TRAIN],
                                                             self.hparams.normalization)
+        if self.hparams.random_crops:
+            self.train_crops = self._crops(self.spectrograms, roles)
         self.counts = {
             f"{name}_{unit}": int(n)
             for name, subset in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
@@ -232,6 +286,15 @@ class GenreDataModule(L.LightningDataModule):
     @staticmethod
     def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatchDataset:
         return SegmentBatchDataset(table.segments[mask], labels[mask], table.track_index[mask])
+
+    def _crops(self, spectrograms: SpectrogramTable, roles: torch.Tensor) -> CropBatchDataset:
+        """Random-crop training data over the whole spectrograms of the training tracks."""
+        chosen = roles[spectrograms.track_index] == TRAIN
+        begin, end = spectrograms.offsets[:-1][chosen], spectrograms.offsets[1:][chosen]
+        tracks = spectrograms.track_index[chosen]
+        labels = torch.as_tensor(self.track_list.labels)[tracks]
+        return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, self.features.segment_frames,
+                                self.features.resize)
 
     def _report_skipped(self, table: SegmentTable) -> int:
         """Print the count and write `skipped.csv`: unusable files, and listed tracks not on disk."""
@@ -251,17 +314,25 @@ class GenreDataModule(L.LightningDataModule):
                 writer.writerows(rows)
         return len(rows)
 
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
     def _loader(self, dataset: SegmentBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
         """Whole batches from the in-memory tensors; this process's share under DDP (the trainer
         configs set use_distributed_sampler=false: the batches are sharded here)."""
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        batches = EpochBatchSampler(len(dataset), batch_size, shuffle, self.hparams.seed, rank, world)
+        batches = EpochBatchSampler(len(dataset), batch_size, shuffle, self.hparams.seed, *self._rank_world())
         if shuffle:
             batches.resume_at = self.resume_at
         return DataLoader(dataset, sampler=batches, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        if self.train_crops is None:
+            return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        hp = self.hparams
+        batches = CropBatchSampler(self.train_crops.length, self.train_crops.window, hp.batch_size,
+                                   hp.batches_per_epoch, hp.seed, *self._rank_world())
+        batches.resume_at = self.resume_at
+        return DataLoader(self.train_crops, sampler=batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.hparams.eval_batch_size, shuffle=False)

@@ -54,8 +54,10 @@ class Resize(nn.Module):
 class SegmentFeatures(nn.Module):
     """(samples,) waveform -> (segments, *image_shape) float32 log-spectrogram images.
 
-    `spectrogram` maps (samples,) -> (freq, frames) power with `num_bins` rows; `frame_rate` is
-    frames per second. Subclasses choose the spectrogram; segmenting and resizing are shared.
+    Two stages, so that the cache can keep whole-track spectrograms and training can crop them
+    anywhere: `spectrogram` maps (samples,) -> (freq, frames) dB with `num_bins` rows (`frame_rate`
+    frames per second); `cut` maps one spectrogram to its windows every `segment_step` frames,
+    `resize` maps windows to images. Subclasses choose the spectrogram.
     """
 
     def __init__(self, spectrogram: nn.Module, num_bins: int, frame_rate: float, segment_frames: int,
@@ -69,13 +71,19 @@ class SegmentFeatures(nn.Module):
         self.resize = Resize(image_size)
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
         self.segment_seconds = segment_frames / frame_rate
-        # Everything that changes the output: the feature cache is keyed by it, checkpoints carry it.
-        self.settings = {"segment_frames": segment_frames, "segment_step": segment_step,
-                         "image_size": list(self.resize.size) if self.resize.size else None}
+        self.num_bins, self.frame_rate, self.segment_frames = num_bins, frame_rate, segment_frames
+        # Everything that changes the spectrogram: the feature cache is keyed by it (with the
+        # segment length, which decides how short clips are padded); checkpoints carry the config.
+        self.settings: dict = {}
+
+    @torch.no_grad()
+    def cut(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """(freq, frames) -> (segments, *image_shape): every window of one track's spectrogram."""
+        return self.resize(self.segment(spectrogram))
 
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.resize(self.segment(self.spectrogram(wave)))
+        return self.cut(self.spectrogram(wave))
 
 
 class StftFeatures(SegmentFeatures):
@@ -86,7 +94,7 @@ class StftFeatures(SegmentFeatures):
         spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
-                         "window": window, **self.settings}
+                         "window": window}
 
 
 class MelFeatures(SegmentFeatures):
@@ -99,7 +107,7 @@ class MelFeatures(SegmentFeatures):
                                 f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
-                         "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **self.settings}
+                         "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window}
 
 
 class SpecAugment(nn.Module):

@@ -1,7 +1,12 @@
 """A small Vision Transformer over spectrogram segments.
 
-Reading order: PatchEmbed -> Attention -> Mlp -> Block -> SpectrogramViT. Shapes use B (batch),
-F (frequency rows), T (time columns), N (tokens), D (embedding dim).
+Reading order: PatchEmbed -> Attention -> Mlp -> DropPath -> Block -> SpectrogramViT. Shapes use
+B (batch), F (frequency rows), T (time columns), N (tokens), D (embedding dim), C (channels).
+
+Besides the original design (one linear projection of non-overlapping patches), the tokenizer
+takes two levers measured on small data sets: overlapping patches (`patch_stride` < patch, as
+AST) and a convolutional stem before the projection (`stem_channels`, as Compact Convolutional
+Transformers); blocks take stochastic depth (`drop_path`).
 """
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genre_vit.models.cnn import ConvBlock
 
 POOLS = ("mean", "cls")
 
@@ -23,27 +30,35 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def check_patch_grid(img_size: Sequence[int], patch_size: Sequence[int]) -> tuple[int, int]:
-    """Return the (rows, cols) patch grid, or raise if the patch shape does not tile the image."""
+def check_patch_grid(img_size: Sequence[int], patch_size: Sequence[int],
+                     stride: Sequence[int] | None = None) -> tuple[int, int]:
+    """Return the (rows, cols) patch grid, or raise if the patches do not tile the image.
+
+    Patches `stride` apart (default: the patch size, no overlap) must start at 0 and end exactly
+    at the image's edge, so that no row or column is silently left out."""
     (h, w), (ph, pw) = _pair(img_size, "img_size"), _pair(patch_size, "patch_size")
-    if ph <= 0 or pw <= 0 or h % ph or w % pw:
-        raise ValueError(f"patch_size {[ph, pw]} does not tile img_size {[h, w]}")
-    return h // ph, w // pw
+    sh, sw = _pair(stride, "patch_stride") if stride is not None else (ph, pw)
+    if min(ph, pw, sh, sw) <= 0 or ph > h or pw > w or (h - ph) % sh or (w - pw) % sw:
+        overlap = f" with stride {[sh, sw]}" if stride is not None else ""
+        raise ValueError(f"patch_size {[ph, pw]}{overlap} does not tile img_size {[h, w]}")
+    return (h - ph) // sh + 1, (w - pw) // sw + 1
 
 
 class PatchEmbed(nn.Module):
-    """Cut an image into non-overlapping patches and project each to a token.
+    """Cut a (C-channel) image into patches `stride` apart and project each to a token.
 
-    (B, F, T) or (B, 1, F, T) -> (B, N, D) with N = (F / patch_f) * (T / patch_t).
+    (B, F, T) or (B, C, F, T) -> (B, N, D), N the patch grid's size (check_patch_grid).
     """
 
-    def __init__(self, img_size: Sequence[int], patch_size: Sequence[int], embed_dim: int):
+    def __init__(self, img_size: Sequence[int], patch_size: Sequence[int], embed_dim: int,
+                 stride: Sequence[int] | None = None, in_channels: int = 1):
         super().__init__()
         self.img_size = _pair(img_size, "img_size")
         self.patch_size = _pair(patch_size, "patch_size")
-        self.grid = check_patch_grid(self.img_size, self.patch_size)
+        self.stride = _pair(stride, "patch_stride") if stride is not None else self.patch_size
+        self.grid = check_patch_grid(self.img_size, self.patch_size, stride)
         self.num_patches = self.grid[0] * self.grid[1]
-        self.proj = nn.Conv2d(1, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=self.patch_size, stride=self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
@@ -51,6 +66,32 @@ class PatchEmbed(nn.Module):
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f"expected input of size {list(self.img_size)}, got {list(x.shape[-2:])}")
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class ConvTokenizer(nn.Module):
+    """A convolutional stem, then patches: (B, F, T) -> (B, N, D).
+
+    One ConvBlock (conv3x3, BatchNorm, ReLU, maxpool 2x2) per entry of `channels` turns the
+    spectrogram into (B, C, F / 2**L, T / 2**L) feature maps, which PatchEmbed cuts into
+    `patch_size` patches of that smaller grid (patch [1, 1]: one token per position).
+    """
+
+    def __init__(self, img_size: Sequence[int], patch_size: Sequence[int], embed_dim: int,
+                 stride: Sequence[int] | None, channels: Sequence[int]):
+        super().__init__()
+        self.img_size = _pair(img_size, "img_size")
+        scale = 2 ** len(channels)
+        if self.img_size[0] % scale or self.img_size[1] % scale:
+            raise ValueError(f"img_size {list(self.img_size)} is not divisible by {scale}, "
+                             f"as {len(channels)} pooling stem blocks need")
+        self.stem = nn.Sequential(*(ConvBlock(c_in, c_out) for c_in, c_out in zip([1, *channels], channels)))
+        self.patches = PatchEmbed([s // scale for s in self.img_size], patch_size, embed_dim, stride, channels[-1])
+        self.num_patches = self.patches.num_patches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(f"expected input of size {list(self.img_size)}, got {list(x.shape[-2:])}")
+        return self.patches(self.stem(x.unsqueeze(1) if x.dim() == 3 else x))
 
 
 class Attention(nn.Module):
@@ -86,19 +127,36 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer encoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): in training, zero a residual branch for a random
+    `rate` of the samples and scale the others by 1 / (1 - rate); the identity in evaluation."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.rate)
+        return x * keep / (1 - self.rate)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer encoder block: x + attn(norm(x)), then x + mlp(norm(x)); each branch
+    dropped for a `drop_path` share of the samples in training."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class SpectrogramViT(nn.Module):
@@ -106,6 +164,9 @@ class SpectrogramViT(nn.Module):
 
     `pool="mean"` averages the tokens (the original design, no class token); `pool="cls"` prepends
     a learned class token and reads it out. The position embedding is sized from the patch grid.
+    Tokenizer: `patch_size` patches `patch_stride` apart (null: no overlap) of the image, or, with
+    `stem_channels`, of the maps of a convolutional stem (ConvTokenizer). `drop_path` is the
+    stochastic depth of the last block, rising linearly from 0 at the first (as timm).
     """
 
     def __init__(
@@ -121,17 +182,24 @@ class SpectrogramViT(nn.Module):
         dropout: float,
         head_hidden: int,
         pool: str,
+        patch_stride: Sequence[int] | None = None,
+        stem_channels: Sequence[int] = (),
+        drop_path: float = 0.0,
     ):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"pool {pool!r} is not one of {list(POOLS)}")
+        if not 0 <= drop_path < 1:
+            raise ValueError(f"drop_path {drop_path} is not in [0, 1)")
         self.pool = pool
-        self.patch_embed = PatchEmbed(img_size, patch_size, embed_dim)
+        self.patch_embed = (ConvTokenizer(img_size, patch_size, embed_dim, patch_stride, list(stem_channels))
+                            if stem_channels else PatchEmbed(img_size, patch_size, embed_dim, patch_stride))
         num_tokens = self.patch_embed.num_patches + (pool == "cls")
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
         self.pos_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
+        rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, dropout, rate) for rate in rates)
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Sequential(
             nn.Linear(embed_dim, head_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden, num_classes)

@@ -1,0 +1,99 @@
+"""The small-data recipe: a budget in optimizer steps, random crops of whole spectrograms, and the
+transformer levers (convolutional tokenizer, overlapping patches, stochastic depth, EMA)."""
+import pytest
+import torch
+
+from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
+from genre_vit.data.features import Resize
+from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
+from tests.conftest import TINY, train_in_process
+
+
+def test_crops_are_windows_of_the_right_track_drawn_anew_each_epoch_and_replayable():
+    length = torch.tensor([300, 129, 1000])
+    frames = torch.arange(4 * int(length.sum()), dtype=torch.float32).reshape(4, -1)
+    begin = length.cumsum(0) - length
+    data = CropBatchDataset(frames, begin, length, torch.tensor([7, 8, 9]), torch.tensor([0, 5, 6]), 128, Resize(None))
+    sampler = CropBatchSampler(length, 128, batch_size=16, batches=5, seed=3)
+    epoch0 = list(sampler)
+    assert len(epoch0) == len(sampler) == 5 and all(len(batch) == 16 for batch in epoch0)
+    for batch in epoch0:
+        x, labels, tracks = data[batch]
+        assert x.shape == (16, 4, 128)
+        for (k, start), window, label, track in zip(batch, x, labels, tracks):
+            assert 0 <= start <= length[k] - 128 and (label, track) == ([7, 8, 9][k], [0, 5, 6][k])
+            assert torch.equal(window, frames[:, begin[k] + start:begin[k] + start + 128])
+    assert list(sampler) == epoch0  # the same (seed, epoch): the same crops, so a resume replays them
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+    sampler.set_epoch(0)
+    sampler.resume_at = (0, 2)  # a checkpoint taken after 2 batches of epoch 0
+    assert list(sampler) == epoch0[2:]
+
+
+def test_crop_draws_are_shared_out_between_processes_once_each():
+    length = torch.tensor([500, 700])
+    parts = [[tuple(d) for batch in CropBatchSampler(length, 100, 8, 3, seed=1, rank=r, world=2) for d in batch]
+             for r in (0, 1)]
+    generator = torch.Generator().manual_seed(1 * 100_003)  # what both processes draw: 3 batches x 8 x 2 processes
+    k = torch.randint(2, (48,), generator=generator)
+    start = (torch.rand(48, generator=generator) * (length[k] - 100 + 1)).long()
+    assert len(parts[0]) == len(parts[1]) == 24
+    assert sorted(parts[0] + parts[1]) == sorted(zip(k.tolist(), start.tolist()))
+
+
+def test_overlapping_patches_give_the_ast_grid():
+    embed = PatchEmbed([128, 128], [16, 16], 8, stride=[8, 8])
+    assert embed.grid == (15, 15) and embed(torch.zeros(2, 128, 128)).shape == (2, 225, 8)
+    with pytest.raises(ValueError, match=r"patch_size \[16, 16\] with stride \[10, 10\] does not tile img_size \[128, 128\]"):
+        PatchEmbed([128, 128], [16, 16], 8, stride=[10, 10])
+
+
+def test_the_convolutional_tokenizer_makes_one_token_per_position_of_its_maps():
+    tokens = ConvTokenizer([128, 64], [1, 1], 32, None, [8, 16, 24])
+    assert tokens.num_patches == 16 * 8 and tokens(torch.zeros(2, 128, 64)).shape == (2, 128, 32)
+    with pytest.raises(ValueError, match="not divisible by 8"):
+        ConvTokenizer([128, 60], [1, 1], 32, None, [8, 16, 24])
+
+
+def test_stochastic_depth_drops_whole_samples_in_training_only():
+    drop, x = DropPath(0.5), torch.ones(1000, 4, 3)
+    assert torch.equal(drop.eval()(x), x)
+    kept = drop.train()(x)[:, 0, 0]
+    assert set(kept.unique().tolist()) == {0.0, 2.0} and 400 < int((kept > 0).sum()) < 600
+    net = SpectrogramViT(img_size=[32, 32], patch_size=[8, 8], num_classes=3, embed_dim=16, depth=3, num_heads=2,
+                         mlp_ratio=2.0, dropout=0.0, head_hidden=0, pool="mean", drop_path=0.2)
+    assert [b.drop_path.rate for b in net.blocks] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_the_budget_is_optimizer_steps_whatever_the_data_set_size(tmp_path, shared_cache):
+    budget = ("trainer.max_epochs=null", "trainer.max_steps=9", "data.batches_per_epoch=3", f"paths.cache_dir={shared_cache}")
+    few = train_in_process(tmp_path / "few", *TINY, *budget, "data.num_folds=3")
+    fixed = train_in_process(tmp_path / "fixed", *TINY, *budget, "data.random_crops=false", "data.batch_size=4")
+    assert (few["steps"], few["epochs"]) == (9, 3)
+    assert fixed["steps"] >= 9 and fixed["steps"] - 9 < fixed["steps"] / fixed["epochs"]  # rounded up to whole epochs
+
+
+def test_the_progress_bar_shows_the_step_against_the_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from genre_vit.callbacks.progress import StepProgressBar
+
+    monkeypatch.setattr(RichProgressBar, "get_metrics", lambda self, trainer, module: {"train/loss": 1.5})
+    monkeypatch.setattr(RichProgressBar, "on_train_start", lambda self, trainer, module: None)
+    bar = StepProgressBar()
+    assert bar.get_metrics(SimpleNamespace(global_step=7), None)["step"] == "7"
+    bar.on_train_start(SimpleNamespace(estimated_stepping_batches=600), None)
+    assert bar.get_metrics(SimpleNamespace(global_step=120), None) == {"step": "120/600", "train/loss": 1.5}
+
+
+def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses(tmp_path, shared_cache):
+    from genre_vit.checkpoints import load_checkpoint
+
+    metrics = train_in_process(tmp_path / "run", *TINY, "averaging=ema", f"paths.cache_dir={shared_cache}")
+    checkpoint = load_checkpoint(metrics["best_checkpoint"])
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if k.startswith("model.net."))
