@@ -10,7 +10,7 @@ from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.features import WINDOWS
 from genre_vit.data.splits import SPLITS
-from genre_vit.models.vit import POOLS
+from genre_vit.models.vit import POOLS, check_patch_grid
 from genre_vit.runs import LOGGED_METRICS
 
 
@@ -151,11 +151,12 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
                               f"be multiples of {scale}")
         rows, cols = rows // scale, cols // scale
         image = f"the stem's {[rows, cols]} maps (of {image})"
-    (patch_rows, patch_cols), stride = patch, cfg.model.get("patch_stride")
-    if stride is None:
-        if rows % patch_rows or cols % patch_cols:
-            raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} does not tile {image}: "
-                              f"allowed patch rows {_divisors(rows)} and patch columns {_divisors(cols)}")
-    elif patch_rows > rows or patch_cols > cols or (rows - patch_rows) % stride[0] or (cols - patch_cols) % stride[1]:
-        raise ConfigError(f"model.patch_size={[patch_rows, patch_cols]} with model.patch_stride={list(stride)} does not "
-                          f"tile {image}: size minus patch must be a multiple of the stride on both sides")
+    patch, stride = list(patch), cfg.model.get("patch_stride")
+    try:
+        check_patch_grid((rows, cols), patch, stride)  # the network's own rule, worded here
+    except ValueError:
+        if stride is None:
+            raise ConfigError(f"model.patch_size={patch} does not tile {image}: allowed patch rows "
+                              f"{_divisors(rows)} and patch columns {_divisors(cols)}") from None
+        raise ConfigError(f"model.patch_size={patch} with model.patch_stride={list(stride)} does not tile {image}: "
+                          "size minus patch must be a multiple of the stride on both sides") from None
