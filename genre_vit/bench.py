@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from genre_vit import CONFIG_DIR
-from genre_vit.data.cache import FeatureCache, extract_spectrograms
+from genre_vit.data.cache import FeatureCache, extract_spectrograms, file_stamps
 from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler, EpochBatchSampler, SegmentBatchDataset
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.inference import Predictor
@@ -168,8 +168,8 @@ def feature_and_predict_rates(cfg: DictConfig, tracks_per_genre: int, predict_tr
     recipe = Recipe.from_config(cfg, CLASS_NAMES)
     features = recipe.build_features()
     start = time.perf_counter()
-    table = extract_spectrograms(tracks, features, recipe.build_decoding(), workers=os.cpu_count() or 1)
-    FeatureCache(work / "cache").store("bench", tracks.paths, table)
+    table = extract_spectrograms(tracks.paths, features, recipe.build_decoding(), workers=os.cpu_count() or 1)
+    FeatureCache(work / "cache").store("bench", file_stamps(tracks.paths), table)
     feature_rate = 30 * len(tracks) / (time.perf_counter() - start)
 
     predictor = Predictor(recipe, module.state_dict())

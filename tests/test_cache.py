@@ -1,5 +1,6 @@
 """The feature cache: computed once per setting, shared, atomic, and self-repairing."""
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from genre_vit.data.locks import build_lock
-from tests.conftest import SMALL_FEATURES, compose_config, gtzan_tree, make_datamodule
+from genre_vit.files import umask
+from tests.conftest import SMALL_FEATURES, compose_config, gtzan_tree, make_datamodule, write_tone
 
 
 @pytest.fixture
@@ -129,14 +131,66 @@ def test_the_same_files_named_by_another_path_reuse_the_entry(tmp_path, gtzan, m
     assert relative.cache.extractions == 0
 
 
-def test_a_changed_track_list_rebuilds_the_entry(tmp_path, gtzan, caplog):
+def extracted_paths(monkeypatch) -> list[str]:
+    """The files each later extraction decodes (appended to the returned list)."""
+    from genre_vit.data import datamodule
+
+    seen, real = [], datamodule.extract_spectrograms
+    monkeypatch.setattr(datamodule, "extract_spectrograms", lambda paths, *a: seen.extend(paths) or real(paths, *a))
+    return seen
+
+
+def bump_mtime(path, seconds=5):
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds * 10**9))
+
+
+def test_a_file_replaced_in_place_is_extracted_again_and_only_it(tmp_path, gtzan, monkeypatch):
+    first = make_datamodule(tmp_path, *gtzan)
+    first.setup("fit")
+    replaced = tmp_path / "gtzan" / "genres" / "rock" / "rock.00001.au"
+    write_tone(replaced, 4.0, freq=1234.0)  # same length, so the same size: only the modification time tells
+    bump_mtime(replaced)
+    seen = extracted_paths(monkeypatch)
+    again = make_datamodule(tmp_path, *gtzan)
+    again.setup("fit")
+    assert seen == [str(replaced)] and again.cache.extractions == 1
+    k = again.track_list.paths.index(str(replaced))
+    assert not torch.equal(again.table.segments[again.table.track_index == k], first.table.segments[first.table.track_index == k])
+    others = again.table.track_index != k
+    assert torch.equal(again.table.segments[others], first.table.segments[first.table.track_index != k])
+    third = make_datamodule(tmp_path, *gtzan)
+    third.setup("fit")
+    assert third.cache.extractions == 0 and seen == [str(replaced)]
+
+
+def test_a_once_corrupt_file_is_used_once_fixed(tmp_path, gtzan, monkeypatch):
+    broken = tmp_path / "gtzan" / "genres" / "jazz" / "jazz.00001.au"
+    broken.write_bytes(b"not audio at all" * 50)
+    before = make_datamodule(tmp_path, *gtzan)
+    before.setup("fit")
+    assert before.counts["skipped_files"] == 1
+    write_tone(broken, 4.0)
+    seen = extracted_paths(monkeypatch)
+    fixed = make_datamodule(tmp_path, *gtzan)
+    fixed.setup("fit")
+    assert seen == [str(broken)] and fixed.counts["skipped_files"] == 0
+    assert fixed.counts["train_tracks"] + fixed.counts["val_tracks"] == 20
+
+
+def test_added_and_removed_files_update_the_entry_without_extracting_the_rest(tmp_path, gtzan, monkeypatch, caplog):
     make_datamodule(tmp_path, *gtzan).setup("fit")
     (tmp_path / "gtzan" / "genres" / "rock" / "rock.00001.au").unlink()
+    added = tmp_path / "gtzan" / "genres" / "pop" / "live" / "pop.00077.au"  # a file in a sub-folder counts too
+    write_tone(added, 4.0, freq=777.0)
+    seen = extracted_paths(monkeypatch)
     changed = make_datamodule(tmp_path, *gtzan)
     with caplog.at_level(logging.INFO):
         changed.setup("fit")
-    assert changed.cache.extractions == 1 and changed.counts["train_tracks"] + changed.counts["val_tracks"] == 19
-    assert any("another track list" in r.getMessage() for r in caplog.records)
+    assert seen == [str(added)] and changed.counts["train_tracks"] + changed.counts["val_tracks"] == 20
+    assert any("1 of 20 files are new or changed" in r.getMessage() and "1 are gone" in r.getMessage() for r in caplog.records)
+    (entry,) = (tmp_path / "cache" / "features").glob("*.pt")
+    assert entry.stat().st_mode & 0o777 == 0o666 & ~umask()  # group-shared caches stay usable
 
 
 def test_a_second_builder_waits_for_the_lock_holder_and_says_so(tmp_path, caplog):

@@ -1,5 +1,6 @@
 """Real audio trees: GTZAN layouts, class folders, the skip list and the filtered split."""
 import csv
+import logging
 
 import pytest
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid, gtzan_genres
@@ -70,7 +71,7 @@ def test_bad_files_are_skipped_listed_and_counted(tmp_path, caplog):
     assert any(w.startswith("Skipped 4 files of 35") for w in warnings)
 
 
-def test_filtered_split_follows_the_published_lists(tmp_path):
+def test_filtered_split_follows_the_published_lists(tmp_path, caplog):
     ids = filtered_train[:4] + filtered_valid[:3] + filtered_test[:2]
     for genre in gtzan_genres:  # every genre needs a folder with audio
         ids.append(next(t for t in filtered_train if t.startswith(genre + ".")))
@@ -85,10 +86,18 @@ def test_filtered_split_follows_the_published_lists(tmp_path):
     assert all(roles[t] == TRAIN for t in filtered_train[:4]) and all(roles[t] == VAL for t in filtered_valid[:3])
     assert all(roles[t] == TEST for t in filtered_test[:2]) and roles[faulty] == UNUSED
     assert len(dm.missing) == 443 + 197 + 290 - (len(dict.fromkeys(ids)) - 1)
-    dm.setup("fit")
+    with caplog.at_level(logging.INFO):
+        dm.setup("fit")
     assert dm.counts["test_tracks"] == 2 and dm.counts["val_tracks"] == 3
+    # Listed but absent tracks are missing, not skipped files; the filtered split has no fold.
+    assert dm.counts["missing_tracks"] == len(dm.missing) and dm.counts["skipped_files"] == 0
+    with open(tmp_path / "run" / "missing.csv") as f:
+        assert [row["track"] for row in csv.DictReader(f)] == dm.missing
     with open(tmp_path / "run" / "skipped.csv") as f:
-        assert sum("missing on disk" in line for line in f) == len(dm.missing)
+        assert list(csv.DictReader(f)) == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("Skipped") for m in messages) and not any("fold" in m for m in messages)
+    assert any(f"{len(dm.missing)} tracks listed by the filtered split are missing on disk" in m for m in messages)
 
 
 def test_test_fraction_holds_out_tracks_of_every_class_before_the_folds(tmp_path):

@@ -216,13 +216,13 @@ class GenreDataModule(L.LightningDataModule):
             hp = self.hparams
             key = cache_key(self.source.identity(), self.decoding, self.features)
             workers = hp.feature_workers or os.cpu_count() or 1
-            self.spectrograms = self.cache.get_or_build(key, self.track_list, lambda: self._extract(workers))
+            self.spectrograms = self.cache.get_or_build(key, self.track_list, lambda paths: self._extract(paths, workers))
             self.table = self.spectrograms.cut(self.features)
         return self.table
 
-    def _extract(self, workers: int) -> SpectrogramTable:
+    def _extract(self, paths: list[str], workers: int) -> SpectrogramTable:
         self.check_lengths()
-        return extract_spectrograms(self.track_list, self.features, self.decoding, workers)
+        return extract_spectrograms(paths, self.features, self.decoding, workers)
 
     def check_lengths(self) -> None:
         """Before any feature work: refuse a data set whose clips are too short for the segment
@@ -242,14 +242,40 @@ class GenreDataModule(L.LightningDataModule):
         raise DataError(f"{len(short)} of {len(tracks)} files are too short to use ({min(seconds):.2f}-{max(seconds):.2f} s; "
                         f"one segment is {segment:.2f} s), leaving class {empty[0]!r} with no track: set {fix}")
 
+    def check_classes(self) -> None:
+        """Before any feature work: refuse fewer than two classes, and a fold that would train on no
+        track of a class; warn, naming class and folds, where other folds would, or where folds
+        validate no track of a class (it has fewer tracks than folds)."""
+        hp, tracks = self.hparams, self.track_list
+        if len(tracks.classes) < 2:
+            raise DataError(f"data.root={hp.root} holds {len(tracks.classes)} class ({', '.join(map(repr, tracks.classes))}): "
+                            "a classifier needs at least 2 classes, one sub-folder each")
+        if hp.split != "kfold":
+            return
+        labels = np.asarray(tracks.labels)
+        roles = np.stack([kfold_roles(labels, hp.num_folds, f, hp.split_seed, hp.test_fraction)
+                          for f in range(hp.num_folds)])  # (folds, tracks)
+        for label, name in enumerate(tracks.classes):
+            mine = roles[:, labels == label]
+            untrained = [f for f in range(hp.num_folds) if not (mine[f] == TRAIN).any()]
+            unvalidated = [f for f in range(hp.num_folds) if not (mine[f] == VAL).any()]
+            where = f"class {name!r} has {mine.shape[1]} track(s) for data.num_folds={hp.num_folds}"
+            if hp.fold in untrained:
+                raise DataError(f"{where}: fold {hp.fold} (this run) would train on none of them (so would folds "
+                                f"{untrained}); add tracks to it or remove its folder")
+            if untrained:
+                log.warning("%s: folds %s train on none of them; add tracks to it or remove its folder", where, untrained)
+            if unvalidated:
+                log.warning("%s: folds %s validate none of them", where, unvalidated)
+
     def track_roles(self) -> np.ndarray:
         """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track."""
         hp, tracks = self.hparams, self.track_list
         if hp.split == "filtered":
             roles, self.missing = filtered_roles([track_id(p) for p in tracks.paths])
             if self.missing:
-                log.warning("%d tracks of the filtered split are missing on disk: %s%s", len(self.missing),
-                            ", ".join(self.missing[:10]), " ..." if len(self.missing) > 10 else "")
+                log.warning("%d tracks listed by the filtered split are missing on disk (listed in missing.csv): %s%s",
+                            len(self.missing), ", ".join(self.missing[:10]), " ..." if len(self.missing) > 10 else "")
             return roles
         return kfold_roles(tracks.labels, hp.num_folds, hp.fold, hp.split_seed, hp.test_fraction)
 
@@ -280,8 +306,11 @@ class GenreDataModule(L.LightningDataModule):
             for unit, n in (("tracks", torch.unique(subset.tracks).numel()), ("segments", len(subset)))
         }
         self.counts["skipped_files"] = skipped
+        if self.missing:
+            self.counts["missing_tracks"] = len(self.missing)
         hp = self.hparams
-        log.info("Split %s (fold %d of %d): %s", hp.split, hp.fold, hp.num_folds, self.counts)
+        where = f"fold {hp.fold} of {hp.num_folds}" if hp.split == "kfold" else "GTZAN's fault-filtered lists"
+        log.info("Split %s (%s): %s", hp.split, where, self.counts)
 
     @staticmethod
     def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatchDataset:
@@ -297,22 +326,27 @@ class GenreDataModule(L.LightningDataModule):
                                 self.features.resize)
 
     def _report_skipped(self, table: SegmentTable) -> int:
-        """Print the count and write `skipped.csv`: unusable files, and listed tracks not on disk."""
+        """Print the counts and write `skipped.csv` (files that cannot be used) and `missing.csv`
+        (tracks the filtered split lists that are not on disk) in the run directory."""
         for path, reason in self.track_list.ignored:
             log.warning("Skipping %s: %s", path, reason)
-        rows = (self.track_list.ignored + table.skipped
-                + [(t, "listed in the filtered split but missing on disk") for t in self.missing])
+        rows = self.track_list.ignored + table.skipped
         if rows:
             log.warning("Skipped %d files of %d (listed in skipped.csv in the run directory)", len(rows),
                         len(self.track_list) + len(self.track_list.ignored))
         if self.hparams.report_dir:
-            path = Path(self.hparams.report_dir) / "skipped.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["path", "reason"])
-                writer.writerows(rows)
+            self._write_csv("skipped.csv", ["path", "reason"], rows)
+            if self.missing:
+                self._write_csv("missing.csv", ["track"], [[t] for t in self.missing])
         return len(rows)
+
+    def _write_csv(self, name: str, header: list[str], rows: list) -> None:
+        path = Path(self.hparams.report_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
 
     def _rank_world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+# What the decoder (libsndfile, shipped in the soundfile wheel) reads, and common formats it does not.
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+UNDECODABLE_EXTENSIONS = (".m4a", ".aac", ".mp4", ".alac", ".wma", ".ape", ".webm", ".mka", ".amr")
 
 
 class DataError(Exception):
@@ -36,8 +38,32 @@ class Source(Protocol):
     def identity(self) -> dict: ...
 
 
+def why_not_audio(path: Path) -> str | None:
+    """Why a file is not used as audio (by its extension), or None if it is."""
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_EXTENSIONS:
+        return None
+    if suffix in UNDECODABLE_EXTENSIONS:
+        return (f"{suffix} is not supported by the decoder (libsndfile reads {' '.join(AUDIO_EXTENSIONS)}): convert it, "
+                f"e.g. ffmpeg -i {path.name} {path.stem}.flac")
+    return f"not an audio file (extensions: {' '.join(AUDIO_EXTENSIONS)})"
+
+
+def files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Audio files at any depth under `folder`, sorted, and (path, reason) for the other files.
+    Hidden files and folders (`.DS_Store`, `.git/`) are left out. Training and predict both use it."""
+    audio, ignored = [], []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        reason = why_not_audio(path)
+        audio.append(path) if reason is None else ignored.append((str(path), reason))
+    return audio, ignored
+
+
 def list_class_folders(root: str | Path, classes: list[str] | None = None) -> TrackList:
-    """Tracks of a `<root>/<class>/<file>` tree; classes are the sorted folder names unless given."""
+    """Tracks of a `<root>/<class>/.../<file>` tree: the class is the top-level folder, files are
+    found at any depth under it. Classes are the sorted folder names unless given."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root={str(root)!r} is not a directory: expected a folder with one sub-folder per class")
@@ -47,12 +73,11 @@ def list_class_folders(root: str | Path, classes: list[str] | None = None) -> Tr
         raise DataError(f"data.root={str(root)!r} holds no class folders: expected <root>/<class>/<audio files>")
     paths, labels, ignored = [], [], []
     for label, name in enumerate(classes):
-        entries = sorted(p for p in (root / name).glob("*") if p.is_file())
-        files = [p for p in entries if p.suffix.lower() in AUDIO_EXTENSIONS]
-        ignored += [(str(p), f"not an audio file (extensions: {' '.join(AUDIO_EXTENSIONS)})")
-                    for p in entries if p.suffix.lower() not in AUDIO_EXTENSIONS]
+        files, others = files_under(root / name) if (root / name).is_dir() else ([], [])
+        ignored += others
         if not files:
-            raise DataError(f"class folder {str(root / name)!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+            raise DataError(f"class folder {str(root / name)!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}), "
+                            "at any depth")
         paths += [str(p) for p in files]
         labels += [label] * len(files)
     return TrackList(paths, labels, list(classes), ignored)

@@ -29,6 +29,7 @@ from torchaudio.datasets.gtzan import gtzan_genres
 
 from genre_vit.data.locks import build_lock
 from genre_vit.data.sources import DataError, TrackList, list_class_folders
+from genre_vit.files import apply_umask
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +374,10 @@ class SyntheticGenres:
             with build_lock(final.with_suffix(".lock"), f"the synthetic set {final}", stale=f".tmp-{final.name}-*"):
                 if not (final / "settings.json").exists():
                     self._generate(final)
-        except OSError as err:
-            raise DataError(f"cannot write the synthetic data set to {final} "
-                            f"({err.strerror or err}); set paths.cache_dir to a writable folder") from None
+        except (OSError, RuntimeError) as err:  # soundfile reports a full disk as "System error."
+            reason = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+            raise DataError(f"cannot write the synthetic data set to {final} ({reason}; is the disk full?): "
+                            "free space there or set paths.cache_dir to a writable folder with room") from None
         return final
 
     def _generate(self, final: Path) -> None:
@@ -394,6 +396,7 @@ class SyntheticGenres:
                 with ProcessPoolExecutor(workers) as pool:
                     list(pool.map(_write_track, jobs, chunksize=8))
             (tmp / "settings.json").write_text(json.dumps(self.settings(), indent=2))
+            apply_umask(tmp)  # mkdtemp made it private (0700)
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
