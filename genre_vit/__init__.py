@@ -1,10 +1,15 @@
 """Music genre classification with Vision Transformers over spectrograms.
 
-Only the config folder's location lives here, so that importing the package stays cheap (no torch).
+Only the config folder's location and the config's own resolver live here, so that importing
+the package stays cheap (no torch).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from genre_vit.files import claim_folder
 
 __all__ = ["CONFIG_DIR"]
 
@@ -18,3 +23,7 @@ def _config_dir() -> Path:
 
 # Absolute, because Hydra resolves a relative config_path against the calling module.
 CONFIG_DIR: str = str(_config_dir())
+
+# `${unique_dir:BASE}` in conf/hydra and conf/predict.yaml: a run folder created for this run alone
+# (BASE, else BASE_2, ...). Cached per config, as Hydra's `now`, and copied with it into every job.
+OmegaConf.register_new_resolver("unique_dir", claim_folder, use_cache=True, replace=True)

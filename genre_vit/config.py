@@ -1,14 +1,17 @@
 """Checks on the composed config that must pass before any data or model work starts."""
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.datamodule import NORMALIZATIONS
-from genre_vit.data.features import WINDOWS
+from genre_vit.data.features import WINDOWS, SegmentFeatures
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.vit import POOLS, check_patch_grid
 from genre_vit.runs import LOGGED_METRICS
@@ -103,9 +106,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 _ABSENT = object()
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first invalid setting: each key on its own (RULES), then the
-    settings that must agree with each other."""
+def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
+    """Raise ConfigError for the first invalid setting: required keys left unset, keys added
+    (`+key=value`, from `overrides`, by default the command line's) that nothing reads, each key
+    on its own (RULES), then the settings that must agree with each other."""
+    missing = sorted(_missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set: {REQUIRED_HINTS.get(missing[0], 'set it on the command line')}")
+    check_added_keys(cfg, _command_line_overrides() if overrides is None else overrides)
+    check_data_root(cfg)
     for key, (ok, allowed) in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:
@@ -125,6 +134,85 @@ def validate(cfg: DictConfig) -> None:
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
+
+
+COLLECTIONS = ("callbacks", "logger")  # every entry is built: an added one is read
+REQUIRED_HINTS = {"data.root": "data=folder and data=gtzan read the audio under data.root=PATH (PATH/<class>/<audio files>)",
+                  "ckpt": "ckpt=PATH names a checkpoint written by genre_vit.train",
+                  "input": "input=PATH names an audio file or a folder of them"}
+
+
+def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Keys left at `???` (Hydra's own `hydra` node aside)."""
+    found = []
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if name == "hydra":
+            continue
+        if OmegaConf.is_missing(node, key):
+            found.append(name)
+        elif OmegaConf.is_dict(node._get_node(key)):
+            found += _missing_keys(node._get_node(key), f"{name}.")
+    return found
+
+
+def _command_line_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def check_added_keys(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse `+group.key=value` where nothing reads `key`: a node built with `_target_` reads the
+    keys its callable takes; any other node only keys that some `${...}` of the config names.
+    (`++` forces a key in, unchecked.) The message names the closest existing key."""
+    text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations that read keys
+    for override in overrides:
+        if not override.startswith("+") or override.startswith("++") or "=" not in override:
+            continue
+        key = override[1:].split("=", 1)[0]
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not parent_key or parent_key.split(".")[0] in COLLECTIONS or not isinstance(parent, DictConfig):
+            continue  # a new top-level key, a new callback or logger: not ours to judge
+        if "_target_" in parent:
+            if _accepts(parent._target_, name):
+                continue
+        elif "${" + key + "}" in text:
+            continue
+        known = [k for k in parent.keys() if not str(k).startswith("_") and k != name]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {parent_key}.{close[0]}?" if close else f"known keys: {', '.join(known)}"
+        raise ConfigError(f"{override} adds a key that nothing reads: {hint}")
+
+
+def _accepts(target: str, name: str) -> bool:
+    """Whether the callable `target` takes a keyword argument `name` (or any, with **kwargs)."""
+    try:
+        parameters = inspect.signature(hydra.utils.get_method(target)).parameters
+    except Exception:  # noqa: BLE001 - a callable that cannot be inspected: let it through
+        return True
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def check_data_root(cfg: DictConfig) -> None:
+    """The synthetic set is generated under paths.cache_dir and reads no audio: a data.root
+    pointed elsewhere is someone's own audio, which data=folder or data=gtzan read."""
+    data = cfg.data
+    source = str(OmegaConf.select(data, "source._target_", default=""))
+    if source.endswith("SyntheticGenres") and data.root != cfg.paths.cache_dir:
+        raise ConfigError(f"data.root={data.root} is not read by data=synthetic (the generated set lives under "
+                          f"paths.cache_dir={cfg.paths.cache_dir}): to train on your own audio add data=folder "
+                          "(<root>/<class>/<audio files>) or data=gtzan")
+
+
+def validate_segment(cfg: DictConfig, features: SegmentFeatures) -> None:
+    """A segment must fit in the decoded part of a clip (data.clip_seconds)."""
+    clip = cfg.data.clip_seconds
+    if clip is not None and features.segment_seconds > clip:
+        most = int(clip * features.frame_rate)
+        raise ConfigError(f"features.segment_frames={features.segment_frames} ({features.segment_seconds:.2f} s) is longer "
+                          f"than data.clip_seconds={clip}: at most {most} frames, or a longer data.clip_seconds")
 
 
 def _divisors(n: int) -> list[int]:

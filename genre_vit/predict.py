@@ -18,19 +18,27 @@ from rich.console import Console
 from rich.table import Table
 
 from genre_vit import CONFIG_DIR
+from genre_vit.cli import run_with_pasted_paths
 from genre_vit.data.audio import AudioError
-from genre_vit.data.sources import AUDIO_EXTENSIONS
+from genre_vit.data.sources import AUDIO_EXTENSIONS, files_under, why_not_audio
 from genre_vit.inference import Predictor
 
 log = logging.getLogger(__name__)
 
 
 def audio_files(path: Path) -> list[Path]:
+    """The file, or the audio files at any depth under the folder (the rule training uses)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"input={str(path)!r} is neither a file nor a folder")
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    files, ignored = files_under(path)
+    if not files:
+        raise FileNotFoundError(f"input={str(path)!r} holds no audio files ({' '.join(AUDIO_EXTENSIONS)}) at any depth"
+                                + (f"; {ignored[0][0]}: {ignored[0][1]}" if ignored else ""))
+    for name, reason in ignored:
+        log.warning("Skipping %s: %s", name, reason)
+    return files
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -42,7 +50,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         try:
             probs = predictor.probabilities(path, cfg.clip_seconds, cfg.batch_size)
         except AudioError as err:
-            row["error"] = str(err)
+            row["error"] = why_not_audio(path) or str(err)  # an .m4a: say how to convert it
             log.warning("Cannot predict %s: %s", path, err)
         else:
             top = probs.topk(k)
@@ -82,5 +90,10 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def cli() -> None:
+    """The `genre-vit-predict` command: `main` with pasted paths quoted for Hydra."""
+    run_with_pasted_paths(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genre_vit.files import atomic_write
+
 RECORD_FILE = "metrics.json"
 CROSS_VALIDATION_FILE = "cross_validation.json"  # fold=all: mean and std over the folds' runs
 STATUSES = ("completed", "failed", "interrupted")
@@ -19,13 +21,11 @@ SUMMARY_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")  # summary.
 
 
 def write_record(run_dir: str | Path, status: str, **fields: Any) -> Path:
-    """Write `<run_dir>/metrics.json` with `status` first, then `fields`."""
+    """Write `<run_dir>/metrics.json` with `status` first, then `fields` (whole or not at all)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {list(STATUSES)}")
-    path = Path(run_dir) / RECORD_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"status": status, **fields}, indent=2))
-    return path
+    text = json.dumps({"status": status, **fields}, indent=2)
+    return atomic_write(Path(run_dir) / RECORD_FILE, lambda f: f.write(text.encode()))
 
 
 def read_record(run_dir: str | Path) -> dict | None:

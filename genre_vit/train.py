@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -13,6 +14,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -25,10 +27,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_vit import CONFIG_DIR
 from genre_vit.baseline import fit_track_classifier
+from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.stop import GracefulStop, Interrupted, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
-from genre_vit.config import ConfigError, validate, validate_image
+from genre_vit.cli import run_with_pasted_paths
+from genre_vit.config import ConfigError, validate, validate_image, validate_segment
 from genre_vit.data.sources import DataError
+from genre_vit.files import DiskFull, FolderInUse, hold_run_folder, is_disk_full
 from genre_vit.recipe import Recipe, build_features
 from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record
 
@@ -50,7 +55,13 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
     if wanted == "last" and not path.exists():
         log.warning("ckpt_path=last: no %s yet, training from the start", path)
         return None
-    differences = Recipe.from_checkpoint(load_checkpoint(path), path).differences(recipe)
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as err:
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
+        raise CheckpointError(f"{err}; other checkpoints in {path.parent}: {', '.join(others) or 'none'} "
+                              "(ckpt_path=PATH resumes from one)") from None
+    differences = Recipe.from_checkpoint(checkpoint, path).differences(recipe)
     if differences:
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{len(differences)} differ: " + "; ".join(differences[:6])
@@ -104,7 +115,8 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
     resume = resume_checkpoint(cfg, recipe, stop)
     max_steps = cfg.trainer.get("max_steps", -1)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
+                                     plugins=[AtomicCheckpointIO()])
     if max_steps != -1:
         trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"))
     try:
@@ -152,6 +164,7 @@ def train(cfg: DictConfig) -> dict:
     validate(cfg)
     features = build_features(cfg.features)
     validate_image(cfg, features.image_shape)
+    validate_segment(cfg, features)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function
@@ -159,12 +172,18 @@ def train(cfg: DictConfig) -> dict:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     datamodule = instantiate(cfg.data, features=features)
+    datamodule.check_classes()
     recipe = Recipe.from_config(cfg, datamodule.classes)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    if cfg.get("baseline") is not None:
-        fields = fit_baseline(cfg, datamodule)
-    else:
-        fields = fit_network(cfg, datamodule, recipe, loggers)
+    try:
+        if cfg.get("baseline") is not None:
+            fields = fit_baseline(cfg, datamodule)
+        else:
+            fields = fit_network(cfg, datamodule, recipe, loggers)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full(output_dir, err, write=is_main_process) from None
     record = {"fold": cfg.fold, "num_folds": cfg.data.num_folds, **fields,
               "wall_time_s": round(time.time() - started, 1),
               # in a multirun: the sweep's one process, job after job
@@ -199,13 +218,47 @@ def cross_validate(cfg: DictConfig) -> dict:
     return {"status": "completed", "final": {name: summary[name]["mean"] for name in names}}
 
 
+EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment")  # what the HPARAMS tab shows, with seed and fold
+NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers", "compile")
+
+
+def experiment_settings(cfg: DictConfig) -> dict:
+    """The settings that describe an experiment, flat and named as TensorBoard shows them
+    (`optim/lr`): the groups above, seed and fold, without `_target_`s, paths and the knobs that
+    change speed only."""
+    def flat(node: dict, prefix: str) -> dict:
+        out = {}
+        for key, value in node.items():
+            name = f"{prefix}/{key}" if prefix else key
+            if str(key).startswith("_") or any(name.endswith(f"/{skip.replace('.', '/')}") for skip in NOT_EXPERIMENT):
+                continue
+            out.update(flat(value, name) if isinstance(value, dict) else {name: value})
+        return out
+    groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in EXPERIMENT_GROUPS if cfg.get(g) is not None}
+    return {**flat(groups, ""), "seed": cfg.seed, "fold": cfg.fold}
+
+
 def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
-    """One HPARAMS record per run: every config value with the run's best and test metrics."""
-    params = OmegaConf.to_container(cfg, resolve=True)
+    """One HPARAMS record per run: the experiment's settings with the run's best and test metrics."""
     scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**record["best"], **record["test"]}.items()}
     for logger in loggers:
-        logger.log_hyperparams(params, metrics=scores)
+        logger.log_hyperparams(experiment_settings(cfg), metrics=scores)
         logger.finalize("success")
+
+
+def disk_full(output_dir: Path, err: OSError, write: bool) -> DiskFull:
+    """The one-line report of a full disk: which folder, what was kept; `metrics.json` records the
+    failure where it can still be written."""
+    checkpoints = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
+    kept = f"kept {', '.join(checkpoints)} in {output_dir / 'checkpoints'}" if checkpoints else "no checkpoint was kept"
+    failed = DiskFull(f"the disk is full: {getattr(err, 'filename', None) or output_dir} could not be written "
+                      f"({err.strerror or err}); {kept}; free space in {output_dir.parent} and resume with ckpt_path=last")
+    if write:
+        try:
+            write_record(output_dir, "failed", **failure_fields(failed))
+        except OSError:
+            pass  # not even metrics.json fits
+    return failed
 
 
 def optimized_value(metrics: dict, name: str | None) -> float | None:
@@ -222,15 +275,27 @@ def record_failure(cfg: DictConfig, err: BaseException) -> None:
     write_record(cfg.paths.output_dir, "failed", fold=cfg.get("fold"), **failure_fields(err))
 
 
+def quiet_third_party() -> None:
+    """Drop what every run printed that is not about the run: Lightning's cloud-logging tip and a
+    deprecation of torch's pytree API that Lightning still uses (printed twice)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """A single run stops on the first error (exit 2 for bad settings or data). In a multirun a
-    failing job is recorded as failed and the sweep goes on with the others."""
+    """A single run stops on the first error (exit 2 for bad settings or data, a full disk or a run
+    folder in use). In a multirun a failing job is recorded as failed and the sweep goes on."""
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    quiet_third_party()
     try:
-        if cfg.get("print_config"):
-            log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        record = cross_validate(cfg) if cfg.fold == "all" else train(cfg)
+        validate(cfg)
+        # One holder: DDP's other processes (launched with this command line) write in the same folder.
+        holding = hold_run_folder(cfg.paths.output_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+        with holding if rank_zero_only.rank == 0 else contextlib.nullcontext():
+            if cfg.get("print_config"):
+                log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+            record = cross_validate(cfg) if cfg.fold == "all" else train(cfg)
         return optimized_value(record, cfg.get("optimized_metric"))
     except Interrupted as err:  # a stopped sweep stops: the user or the scheduler asked for it
         log.error("Interrupted: %s", err)
@@ -239,6 +304,11 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         print("interrupted before training started: nothing to resume, run it again", file=sys.stderr)
         sys.exit(130)
+    except (FolderInUse, DiskFull) as err:  # another run's folder; metrics.json was written where possible
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
     except (ConfigError, DataError, CheckpointError) as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
@@ -253,9 +323,14 @@ def main(cfg: DictConfig) -> float | None:
     return float("nan") if cfg.get("optimized_metric") else None  # a sweeper reads NaN as a failed trial
 
 
-if __name__ == "__main__":
-    # Call `main` through its importable module, not as `__main__.main`: launchers that pickle the
-    # task (submitit) then reference it by name instead of serialising this module's globals.
-    from genre_vit.train import main as importable_main
+def cli() -> None:
+    """The `genre-vit-train` command: `main` with pasted paths quoted for Hydra."""
+    run_with_pasted_paths(main)
 
-    importable_main()
+
+if __name__ == "__main__":
+    # Call through the importable module, not as `__main__.main`: launchers that pickle the task
+    # (submitit) then reference it by name instead of serialising this module's globals.
+    from genre_vit.train import cli as importable_cli
+
+    importable_cli()

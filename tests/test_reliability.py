@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def train_whole(tmp_path_factory, shared_cache, epochs) -> dict:
     process = start_training(out, shared_cache, out / "run", epochs=epochs)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
+    # Nothing printed that is not about the run (a logging service's tip, a third-party deprecation).
+    assert "Tip:" not in stderr and "deprecated" not in stderr, stderr[-3000:]
     return metrics_of(out / "run")
 
 
@@ -85,9 +88,11 @@ def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_unint
     summarize(tmp_path)
     assert "(interrupted): SIGTERM in epoch " in (tmp_path / "summary.md").read_text()
 
-    # The printed command, as the user would paste it (with this interpreter).
-    command = stopped["resume"].replace("python", sys.executable, 1)
-    resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # The printed command, pasted as it is: it names the interpreter that ran, not a bare `python`.
+    command = stopped["resume"]
+    assert command.startswith(f"{shlex.quote(sys.executable)} -m genre_vit.train ")
+    resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "PATH": "/nonexistent"})  # no `python` on the PATH
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_ends_like(run_dir, uninterrupted)
 
@@ -198,6 +203,7 @@ def test_soak_a_twelve_job_multirun_with_bad_files_summarises_every_job_and_leak
     with open(tmp_path / "sweep" / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and {row["status"] for row in rows} == {"completed"}
+    assert not (tmp_path / "runs").exists()  # a multirun claims no single-run folder
     jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
     metrics = [json.loads(path.read_text()) for path in jobs]
     assert all(m["skipped_files"] == 3 for m in metrics)

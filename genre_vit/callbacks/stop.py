@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 
+from genre_vit.cli import hydra_quote, python_command
 from genre_vit.runs import write_record
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,14 @@ class Interrupted(Exception):
 
 
 def resume_command(run_dir: Path) -> str:
-    """The POSIX shell command line that resumes this run in its own directory."""
+    """The POSIX shell command line that resumes this run in its own directory, with the
+    interpreter that runs it now."""
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     overrides = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    # Hydra quotes, since a sweep job's folder name holds = and , (a ' inside them is escaped as \')
-    hydra_quoted = "'" + str(run_dir).replace("'", "\\'") + "'"
-    run_dir_override = f"hydra.run.dir={hydra_quoted}"
+    # Hydra quotes, since a sweep job's folder name holds = and ,
+    run_dir_override = f"hydra.run.dir={hydra_quote(str(run_dir))}"
     readable = f'"{run_dir_override}"' if re.fullmatch(r"[\w./=,+:@% -]*", str(run_dir)) else shlex.quote(run_dir_override)
-    return " ".join(["python -m genre_vit.train", *map(shlex.quote, overrides), readable, "ckpt_path=last"])
+    return " ".join([python_command("genre_vit.train"), *map(shlex.quote, overrides), readable, "ckpt_path=last"])
 
 
 def interruption(trainer: L.Trainer, stop: GracefulStop | None, run_dir: Path, fold: int, write: bool) -> Interrupted:

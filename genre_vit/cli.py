@@ -1,0 +1,50 @@
+"""Command lines: paths pasted as they are, and commands printed for pasting back."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+# Overrides whose value is a file or folder. A multirun job's folder is named from its overrides
+# (`0_data=gtzan,fold=0`), which Hydra cannot parse unquoted.
+PATH_KEYS = ("ckpt", "ckpt_path", "input", "output", "data.root", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def hydra_quote(value: str) -> str:
+    """`value` as a single-quoted Hydra string (a `'` inside escaped as `\\'`)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _is_path_key(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key in PATH_KEYS or key.startswith("paths.")
+
+
+def quote_paths(args: list[str]) -> list[str]:
+    """Command-line overrides with every path value that Hydra cannot parse as written (`=`, `,`
+    with `=`, quotes) quoted for it, so that a path copied from a log, metrics.json or summary.csv
+    works as pasted. Overrides that parse are left alone (`ckpt_path=a.ckpt,b.ckpt` stays a sweep)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, quoted = OverridesParser.create(), []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and _is_path_key(key) and "${" not in value:
+            try:
+                parser.parse_override(arg)
+            except HydraException:
+                arg = f"{key}={hydra_quote(value)}"
+        quoted.append(arg)
+    return quoted
+
+
+def run_with_pasted_paths(main) -> None:
+    """Call a `@hydra.main` function with sys.argv's path values quoted (see `quote_paths`)."""
+    sys.argv[1:] = quote_paths(sys.argv[1:])
+    main()
+
+
+def python_command(module: str) -> str:
+    """`<this interpreter> -m module`: the command that reruns this program as it runs now, from
+    any shell (a bare `python` may be another interpreter, or none)."""
+    return f"{shlex.quote(sys.executable)} -m {module}"
