@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -312,3 +313,14 @@ def test_the_hparams_tab_lists_the_experiments_settings(tiny_run):
             "seed", "fold"} <= names
     assert not [n for n in names if "_target_" in n or n.startswith(("callbacks", "trainer", "paths", "logger"))]
     assert len(names) < 50 and names == set(experiment_settings(compose_config(*TINY)))
+
+
+def test_the_readme_names_the_scalar_tags_that_tensorboard_shows(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tiny_run / "tensorboard"))
+    acc.Reload()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    outputs = readme[readme.index("## Outputs"):readme.index("- `history.csv`")]
+    named = set(re.findall(r"`((?:train|val)/[a-z_]+)`", outputs))
+    assert "train/loss_step" in named and named <= set(acc.Tags()["scalars"])
