@@ -13,6 +13,7 @@ from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.features import WINDOWS, SegmentFeatures
 from genre_vit.data.splits import SPLITS
+from genre_vit.models.cnn import downsampling
 from genre_vit.models.vit import POOLS, check_patch_grid
 from genre_vit.runs import LOGGED_METRICS
 
@@ -93,6 +94,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.head_hidden": _int(0),
     "model.pool": _one_of(*POOLS),
     "model.channels": _list_of_ints(non_empty=True),
+    "model.stem_patch": ((lambda v: v is None or _pair_of_ints(v)), "null (no patch stem) or two integers >= 1"),
     "optim.lr": _number(1e-12),
     "optim.weight_decay": _number(0),
     "optim.label_smoothing": _number(0, 1),
@@ -223,10 +225,14 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     """A patch shape (for networks that have one) must tile the features' (F, T) image, or the
     maps of the ViT's convolutional stem."""
     rows, cols = image_shape
-    channels = cfg.model.get("channels")  # a CNN pools by 2 once per block
-    if channels is not None and min(rows, cols) < 2 ** len(channels):
-        raise ConfigError(f"model.channels={list(channels)} pools the input {len(channels)} times, so it needs at least "
-                          f"{2 ** len(channels)} rows and columns; the features give {[rows, cols]}")
+    channels = cfg.model.get("channels")  # a CNN: a patch stem, then blocks that halve both sides
+    if channels is not None:
+        stem = cfg.model.get("stem_patch")
+        need = downsampling(list(channels), list(stem) if stem else None)
+        if rows < need[0] or cols < need[1]:
+            with_stem = f" after model.stem_patch={list(stem)}" if stem else ""
+            raise ConfigError(f"model.channels={list(channels)}{with_stem} needs at least {list(need)} rows and columns; "
+                              f"the features give {[rows, cols]}")
     patch = cfg.model.get("patch_size")
     if patch is None:
         return

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genre_vit.models.cnn import SpectrogramCNN
+from genre_vit.models.cnn import PatchStem, SpectrogramCNN, downsampling
 
 CHANNELS = [32, 64, 128, 128]  # conf/model/cnn.yaml
 
@@ -31,10 +31,27 @@ def test_default_size_is_a_few_hundred_thousand_parameters():
 
 @pytest.mark.parametrize("size", [(8, 32), (128, 15)])
 def test_too_small_input_is_refused(size):
-    with pytest.raises(ValueError, match=r"too small for 4 pooling blocks: both sides must be at least 16"):
+    with pytest.raises(ValueError, match=r"too small for these blocks: it must be at least \[16, 16\]"):
         make_cnn(size)
     with pytest.raises(ValueError, match="too small"):
         make_cnn()(torch.randn(1, *size))
+
+
+def test_a_patch_stem_replaces_the_first_block_and_divides_by_its_patch():
+    net = make_cnn((128, 128), stem_patch=[4, 2])
+    assert isinstance(net.features[0], PatchStem) and len(net.features) == len(CHANNELS)
+    assert net.forward_features(torch.randn(2, 128, 128)).shape == (2, CHANNELS[-1], 4, 8)  # 128 / (4 * 2**3), 128 / (2 * 2**3)
+    assert downsampling(CHANNELS, [4, 2]) == (32, 16) and downsampling(CHANNELS, None) == (16, 16)
+    with pytest.raises(ValueError, match=r"at least \[32, 16\]"):
+        make_cnn((16, 128), stem_patch=[4, 2])
+
+
+def test_the_network_runs_channels_last_and_its_layout_does_not_change_the_result():
+    net = make_cnn((64, 64), stem_patch=[2, 2]).eval()
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.dim() == 4)
+    x = torch.randn(3, 64, 64)
+    expected = net.head(net.features.to(memory_format=torch.contiguous_format)(x.unsqueeze(1)).mean(dim=(-2, -1)))
+    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_empty_channels_are_refused():

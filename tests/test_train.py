@@ -67,6 +67,10 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
      r"model.patch_size=\[4, 4\] with model.patch_stride=\[3, 3\] does not tile the stem's \[8, 8\] maps"),
     ("model=vit model.num_heads=3",
      r"model.embed_dim=128 is not divisible by model.num_heads=3: allowed num_heads .*\[1, 2, 4, 8, 16, 32, 64, 128\]"),
+    ("model.stem_patch=[16,16] features.segment_frames=64",
+     r"model.channels=\[.*\] after model.stem_patch=\[16, 16\] needs at least \[128, 128\] rows and columns; the "
+     r"features give \[128, 64\]"),
+    ("model.stem_patch=[4,0]", r"model.stem_patch=\[4, 0\] is invalid: allowed null \(no patch stem\) or two integers"),
     ("fold=5", r"fold=5 is invalid: allowed 0..4"),
     ("fold=-1", r"fold=-1 is invalid: allowed 0..4"),
     ("data.num_folds=1", r"data.num_folds=1 is invalid: allowed integers >= 2"),
