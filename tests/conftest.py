@@ -1,6 +1,7 @@
 """Shared helpers: compose the real config, train in-process, run the real entry point in a subprocess."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,25 @@ def tiny_run(tmp_path_factory, shared_cache) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     train_in_process(run_dir, *TINY, f"paths.cache_dir={shared_cache}")
     return run_dir
+
+
+# 200 small random-crop batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
+SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=200")
+# 18 batches per epoch: enough for signals that the runs send themselves at a chosen batch.
+SHORT_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=18")
+REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at
+
+
+def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subprocess.PIPE,
+                   epochs=SLOW_EPOCHS) -> subprocess.Popen:
+    """Start `python -m genre_vit.train EPOCHS OVERRIDES` in its own process, writing to `run_dir`."""
+    args = [sys.executable, "-m", "genre_vit.train", *epochs, f"paths.output_root={tmp_path}",
+            f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}", *overrides]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout !=
+                            subprocess.PIPE else subprocess.PIPE, text=True)
+
+
+def metrics_of(run_dir: Path) -> dict:
+    """A run's metrics.json."""
+    return json.loads((run_dir / "metrics.json").read_text())
