@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from genre_vit.files import claim_folder
+from genre_vit.files import claim_folder, job_folder
 
 __all__ = ["CONFIG_DIR"]
 
@@ -27,3 +27,5 @@ CONFIG_DIR: str = str(_config_dir())
 # `${unique_dir:BASE}` in conf/hydra and conf/predict.yaml: a run folder created for this run alone
 # (BASE, else BASE_2, ...). Cached per config, as Hydra's `now`, and copied with it into every job.
 OmegaConf.register_new_resolver("unique_dir", claim_folder, use_cache=True, replace=True)
+# `${job_folder:${hydra.job.num},${hydra.job.override_dirname}}`: a multirun job's folder, short enough to create.
+OmegaConf.register_new_resolver("job_folder", job_folder, replace=True)

@@ -7,6 +7,7 @@ complete, so a full disk or a kill never leaves a truncated file in place of a g
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -73,6 +74,20 @@ def claim_folder(base: str) -> str:
             name = f"{base}_{n}"
         except OSError:
             return base
+
+
+MAX_NAME = 160  # characters of a job folder's name; file systems refuse more than 255 bytes
+
+
+def job_folder(num: int, overrides: str) -> str:
+    """A multirun job's folder name, `<num>_<overrides>` (Hydra's override_dirname), shortened to
+    MAX_NAME characters with a hash of the whole when the overrides are long: a sweep over many
+    keys otherwise fails with "File name too long". The overrides stay in `.hydra/overrides.yaml`."""
+    name = f"{num}_{overrides}" if overrides else str(num)
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return f"{name[:MAX_NAME - 10]}~{digest}"
 
 
 class DiskFull(Exception):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from omegaconf import open_dict
 
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.stop import resume_command
@@ -27,7 +28,7 @@ from genre_vit.config import ConfigError, validate
 from genre_vit.data.cache import FeatureCache, SpectrogramTable
 from genre_vit.data.sources import DataError, FolderSource
 from genre_vit.data.synthetic import SyntheticGenres
-from genre_vit.files import DiskFull, hold_run_folder
+from genre_vit.files import MAX_NAME, DiskFull, hold_run_folder, job_folder
 from genre_vit.predict import audio_files
 from genre_vit.train import experiment_settings
 from tests.conftest import TINY, compose_config, make_datamodule, run_module, train_in_process, write_tone
@@ -231,6 +232,17 @@ def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
     with open(tmp_path / "p.csv") as f:
         (row,) = csv.DictReader(f)
     assert row["path"] == str(song) and row["genre"]
+
+
+def test_a_sweep_over_many_keys_gets_job_folders_that_can_be_created(tmp_path):
+    overrides = ",".join(f"features.key_{i}=[{i},{i}]" for i in range(30))  # Hydra's override_dirname
+    cfg = compose_config()
+    with open_dict(cfg):
+        cfg.hydra.job.num, cfg.hydra.job.override_dirname = 3, overrides
+    name = cfg.hydra.sweep.subdir
+    assert len(name) <= MAX_NAME and name.startswith("3_features.key_0=[0,0],") and name != job_folder(3, overrides + "x")
+    (tmp_path / name).mkdir()  # was: OSError File name too long, and the sweep stopped
+    assert job_folder(0, "fold=1,optim.lr=1e-3") == "0_fold=1,optim.lr=1e-3" and job_folder(2, "") == "2"
 
 
 def test_predict_on_a_folder_without_audio_is_an_error(tiny_run, tmp_path):
