@@ -68,9 +68,8 @@ class SpectrogramCNN(nn.Module):
             raise ValueError(f"stem_patch must be two positive ints, got {list(stem_patch)}")
         self.min_size = downsampling(channels, patch)
         self._check_size(img_size)
-        blocks = [PatchStem(1, channels[0], patch)] if patch else []
-        blocks += [ConvBlock(c_in, c_out) for c_in, c_out in zip([1, *channels][len(blocks):], channels[len(blocks):])]
-        self.features = nn.Sequential(*blocks)
+        first = PatchStem(1, channels[0], patch) if patch else ConvBlock(1, channels[0])
+        self.features = nn.Sequential(first, *(ConvBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels[-1], num_classes))
         self.apply(self._init_weights)
         self.to(memory_format=torch.channels_last)
