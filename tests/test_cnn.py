@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genre_vit.models.cnn import PatchStem, SpectrogramCNN, downsampling
+from genre_vit.models.cnn import ConvBlock, PatchStem, SpectrogramCNN, downsampling
 
-CHANNELS = [32, 64, 128, 128]  # conf/model/cnn.yaml
+CHANNELS = [32, 64, 128, 128]  # four blocks, a few hundred thousand parameters
 
 
 def make_cnn(img_size=(128, 32), **overrides) -> SpectrogramCNN:
@@ -52,6 +52,19 @@ def test_the_network_runs_channels_last_and_its_layout_does_not_change_the_resul
     x = torch.randn(3, 64, 64)
     expected = net.head(net.features.to(memory_format=torch.contiguous_format)(x.unsqueeze(1)).mean(dim=(-2, -1)))
     torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_block_pools_right_after_its_convolution_so_batch_norm_and_relu_see_a_quarter_of_the_values():
+    torch.manual_seed(0)
+    block = ConvBlock(3, 8).train()
+    conv, pool, norm, relu = block
+    assert isinstance(pool, torch.nn.MaxPool2d) and isinstance(norm, torch.nn.BatchNorm2d)
+    x = torch.randn(4, 3, 16, 12)
+    pooled = pool(conv(x))
+    assert pooled.shape == (4, 8, 8, 6)
+    out = block(x)
+    torch.testing.assert_close(out, F.relu(F.batch_norm(pooled, None, None, norm.weight, norm.bias, training=True)))
+    assert (out >= 0).all()
 
 
 def test_empty_channels_are_refused():

@@ -21,7 +21,7 @@ def test_ddp_on_two_cpu_processes_gathers_metrics_into_one_run(tmp_path, shared_
 
 
 BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_over_raw", "model_gflops_per_segment",
-              "matmul_peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
+              "peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
               "predict_tracks_per_s", "peak_rss_mb"}
 
 
@@ -46,7 +46,8 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert {"machine", "threads", "quick", "matmul_peak_gflops", "default", "paper"} <= set(report)
+    assert {"machine", "threads", "quick", "dense_kernel_gflops", "peak_gflops", "default", "paper"} <= set(report)
+    assert report["peak_gflops"] == max(report["dense_kernel_gflops"].values()) > 0
     for name in ("default", "paper"):
         assert set(report[name]) == BENCH_KEYS
         assert set(report[name]["train_segments_per_s"]) == {"lightning", "raw"}

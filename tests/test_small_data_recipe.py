@@ -89,7 +89,8 @@ def test_the_progress_bar_shows_the_step_against_the_budget(monkeypatch):
     assert bar.get_metrics(SimpleNamespace(global_step=120), None) == {"step": "120/600", "train/loss": 1.5}
 
 
-def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses(tmp_path, shared_cache):
+def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses_with_batch_norm_recomputed(tmp_path,
+                                                                                             shared_cache):
     from genre_vit.checkpoints import load_checkpoint
 
     metrics = train_in_process(tmp_path / "run", *TINY, "averaging=ema", f"paths.cache_dir={shared_cache}")
@@ -97,3 +98,22 @@ def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses(tmp_path, s
     averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
     assert averaged.keys() == raw.keys()
     assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if k.startswith("model.net."))
+    # the raw network's statistics ran over every epoch's 4 batches; the average's were recomputed on one pass
+    counts = [k for k in averaged if k.endswith("num_batches_tracked")]
+    assert counts and all(raw[k] == 4 * (metrics["best_epoch"] + 1) and averaged[k] == 4 for k in counts)
+
+
+def test_batch_norm_statistics_are_recomputed_as_the_plain_mean_of_the_given_batches():
+    from genre_vit.callbacks.averaging import recompute_batch_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5)).eval()
+    model[1].running_mean.fill_(100.0)  # statistics that fit other weights
+    batches = [(torch.randn(8, 1, 6, 6) + i, torch.zeros(8)) for i in range(4)]
+    assert recompute_batch_norm(model, batches, count=3) == 3
+    features = [model[0](x).detach() for x, _ in batches[:3]]
+    expected = torch.stack([f.mean(dim=(0, 2, 3)) for f in features]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, expected)
+    assert model[1].num_batches_tracked == 3 and model[1].momentum == 0.1
+    assert not any(m.training for m in model.modules())  # modes restored; dropout never ran in training mode
+    assert recompute_batch_norm(torch.nn.Linear(2, 2), batches, count=3) == 0  # nothing to do without BatchNorm

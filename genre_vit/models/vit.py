@@ -71,7 +71,7 @@ class PatchEmbed(nn.Module):
 class ConvTokenizer(nn.Module):
     """A convolutional stem, then patches: (B, F, T) -> (B, N, D).
 
-    One ConvBlock (conv3x3, BatchNorm, ReLU, maxpool 2x2) per entry of `channels` turns the
+    One ConvBlock (conv3x3, maxpool 2x2, BatchNorm, ReLU) per entry of `channels` turns the
     spectrogram into (B, C, F / 2**L, T / 2**L) feature maps, which PatchEmbed cuts into
     `patch_size` patches of that smaller grid (patch [1, 1]: one token per position).
     """
