@@ -28,7 +28,8 @@ def test_defaults_are_the_small_data_recipe():
     cfg = compose_config()
     assert cfg.features._target_.endswith("MelFeatures") and cfg.features.image_size is None
     assert (cfg.features.n_mels, cfg.features.segment_frames, cfg.features.segment_step) == (128, 128, 64)
-    assert cfg.model._target_.endswith("SpectrogramCNN") and list(cfg.model.channels) == [32, 64, 128, 256] and list(cfg.model.stem_patch) == [2, 2]
+    assert cfg.model._target_.endswith("SpectrogramCNN") and list(cfg.model.channels) == [32, 64, 128, 256]
+    assert list(cfg.model.stem_patch) == [2, 2]
     assert cfg.data.random_crops and cfg.trainer.max_steps == 600 and cfg.trainer.max_epochs is None
     assert cfg.data.num_folds == 5 and cfg.trainer.accelerator == "cpu" and not cfg.callbacks.weight_averaging
 

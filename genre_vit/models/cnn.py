@@ -5,8 +5,9 @@ The standard recipe of the environmental-sound literature (on ESC-50 a 2-layer C
 global average pooling, dropout and a linear head. An optional patch stem (a conv whose kernel
 and stride are the patch, as ConvNeXt's and AST's non-overlapping patches) replaces the first
 block: the full-resolution layers of narrow channels are memory-bound on CPUs, and the stem
-moves the work into wide convolutions (the default: a 2x2 stem, then 64-128-256 channels). Shapes use B (batch), F (frequency rows), T (time columns), C
-(channels). The network runs channels-last (NHWC), the layout oneDNN and cuDNN convolve fastest.
+moves the work into wide convolutions (the default: a 2x2 stem, then 64-128-256 channels).
+Shapes use B (batch), F (frequency rows), T (time columns), C (channels). The network runs
+channels-last (NHWC), the layout oneDNN and cuDNN convolve fastest.
 """
 from __future__ import annotations
 
