@@ -1,8 +1,9 @@
 """Weight averaging that works with BatchNorm: Lightning's EMA and SWA callbacks, plus the step
 the SWA paper prescribes (as `torch.optim.swa_utils.update_bn`): before the averaged weights are
 evaluated, their BatchNorm statistics are recomputed on training batches. The average of the
-running statistics of many weights is not the statistics of their average, and evaluating with
-it cost the CNN recipe 30 points (README, "Small data").
+running statistics of many weights is not the statistics of their average: the likely reason
+why the CNN recipe with an EMA scored 56 against 86 without (README, "Small data"; not yet
+re-measured with the recompute).
 """
 from __future__ import annotations
 
