@@ -86,7 +86,7 @@ class GenreClassifier(L.LightningModule):
         else:
             logits = self.model.net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        self.train_acc(logits, y)
+        self.train_acc.update(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss

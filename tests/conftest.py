@@ -124,8 +124,8 @@ def tiny_run(tmp_path_factory, shared_cache) -> Path:
     return run_dir
 
 
-# 200 small random-crop batches per epoch: a signal sent just after epoch 0 lands in the middle of epoch 1.
-SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=200")
+# 100 small random-crop batches per epoch (a few seconds): a signal sent just after epoch 0 lands in the middle of epoch 1.
+SLOW_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=100")
 # 18 batches per epoch: enough for signals that the runs send themselves at a chosen batch.
 SHORT_EPOCHS = (*TINY, "trainer.max_epochs=3", "data.batch_size=4", "data.batches_per_epoch=18")
 REPOSITORY = Path(__file__).resolve().parents[1]  # so that a run can load tests.signal_at
@@ -144,3 +144,23 @@ def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subproces
 def metrics_of(run_dir: Path) -> dict:
     """A run's metrics.json."""
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def assert_ends_like(run_dir: Path, uninterrupted: dict) -> None:
+    """The resumed run in `run_dir` ended exactly as the `uninterrupted` run's record says."""
+    final = metrics_of(run_dir)
+    assert final["status"] == "completed" and final["epochs"] == uninterrupted["epochs"]
+    assert final["best"] == uninterrupted["best"] and final["best_epoch"] == uninterrupted["best_epoch"]
+    for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc"):
+        assert final["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
+
+
+def train_whole(tmp_path_factory, shared_cache: Path, epochs: tuple[str, ...]) -> dict:
+    """One uninterrupted `python -m genre_vit.train EPOCHS` run in its own process: its record."""
+    out = tmp_path_factory.mktemp("whole")
+    process = start_training(out, shared_cache, out / "run", epochs=epochs)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    # Nothing printed that is not about the run (a logging service's tip, a third-party deprecation).
+    assert "Tip:" not in stderr and "deprecated" not in stderr, stderr[-3000:]
+    return metrics_of(out / "run")

@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from genre_vit.summarize import setting_of, summarize
-from tests.conftest import TINY, CodeRunningPayload, run_module, train_in_process
+from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module, train_in_process
 
 
 def train(tmp_path, shared_cache, *overrides, run_dir=None):
@@ -136,19 +136,7 @@ def test_predict_needs_only_the_checkpoint_and_survives_a_corrupt_file(tiny_run,
     assert "genre predictions" in result.stdout and "broken.wav" in result.stdout
 
 
-def test_optuna_search_runs_trials_and_returns_the_metric(tmp_path, shared_cache):
-    result = run_module("genre_vit.train", "hparams_search=optuna", "debug=fast", "hydra.sweeper.n_trials=2",
-                        "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
-                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    best = (tmp_path / "optuna" / "optimization_results.yaml").read_text()
-    assert "best_params" in best and "best_value" in best
-    with open(tmp_path / "optuna" / "summary.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2
-
-
 def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
-    from tests.conftest import compose_config
     cfg = compose_config("sweep=patch_embed_lr")
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert set(cfg.hydra.sweeper.params) == {"model.patch_size", "model.embed_dim", "optim.lr", "fold"}
@@ -187,18 +175,18 @@ def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, sh
         assert cv["val/track_acc_best"]["mean"] == pytest.approx(sum(scores) / 2)
         means.append(cv["val/track_acc_best"]["mean"])
     assert len(means) == 2
-    best = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())["best_value"]
-    assert best == pytest.approx(max(means))
+    best = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
+    searched = compose_config("hparams_search=optuna").hydra.sweeper.params
+    assert set(best["best_params"]) == set(searched) and best["best_value"] == pytest.approx(max(means))
     with open(tmp_path / "optuna" / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["fold"] for r in rows) == ["0", "0", "1", "1"] and {r["status"] for r in rows} == {"completed"}
 
 
 def test_baselines_run_through_the_same_entry_and_rank_beside_the_vit(tmp_path, shared_cache):
-    rows = multirun(tmp_path, shared_cache, "debug=fast", "experiment=baseline_logreg,mel_specaugment", "fold=0,1")
+    rows = multirun(tmp_path, shared_cache, "debug=fast", "experiment=baseline_logreg,mel_specaugment", "fold=0")
     assert sorted((r["setting"], r["fold"], r["status"]) for r in rows) == [
-        ("experiment=baseline_logreg", "0", "completed"), ("experiment=baseline_logreg", "1", "completed"),
-        ("experiment=mel_specaugment", "0", "completed"), ("experiment=mel_specaugment", "1", "completed")]
+        ("experiment=baseline_logreg", "0", "completed"), ("experiment=mel_specaugment", "0", "completed")]
     ranked = (tmp_path / "sweep" / "summary.md").read_text()
     assert "`experiment=baseline_logreg`" in ranked and "`experiment=mel_specaugment`" in ranked
 

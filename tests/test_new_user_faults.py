@@ -1,7 +1,7 @@
 """What a new user hit with real folders, small data and full disks: nothing mixed, nothing stale,
 nothing silently dropped. (Stale cache entries: test_cache.py; a one-track validation set:
 test_metrics.py; missing tracks of the filtered split: test_sources.py; the resume command and
-third-party noise: test_signals.py.)"""
+third-party noise: test_kill_and_resume.py.)"""
 import csv
 import errno
 import json

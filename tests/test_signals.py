@@ -1,78 +1,18 @@
-"""Interruption and resume through the real entry point: a run stopped by a signal anywhere in an
-epoch (from outside, or sent by the run itself at a chosen batch) resumes with the printed command
-to the uninterrupted run's metrics."""
-import os
-import shlex
-import signal
-import subprocess
-import sys
-import time
-
+"""Interruption and resume through the real entry point: a run that sends itself a signal at a
+chosen batch (mid-epoch, after the next-to-last batch, during validation) stops where its resume,
+with `ckpt_path=last`, ends at the uninterrupted run's metrics. (A run killed from outside:
+test_kill_and_resume.py.)"""
 import pytest
 import torch
 
-from genre_vit.summarize import summarize
-from tests.conftest import SHORT_EPOCHS, SLOW_EPOCHS, metrics_of, start_training
+from tests.conftest import SHORT_EPOCHS, assert_ends_like, metrics_of, start_training, train_whole
 
 pytestmark = pytest.mark.slow  # real processes and signals: tens of seconds each
-
-
-def assert_ends_like(run_dir, uninterrupted):
-    final = metrics_of(run_dir)
-    assert final["status"] == "completed" and final["epochs"] == uninterrupted["epochs"]
-    assert final["best"] == uninterrupted["best"] and final["best_epoch"] == uninterrupted["best_epoch"]
-    for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc"):
-        assert final["final"][key] == pytest.approx(uninterrupted["final"][key], abs=1e-6), key
-
-
-def train_whole(tmp_path_factory, shared_cache, epochs) -> dict:
-    out = tmp_path_factory.mktemp("whole")
-    process = start_training(out, shared_cache, out / "run", epochs=epochs)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-    # Nothing printed that is not about the run (a logging service's tip, a third-party deprecation).
-    assert "Tip:" not in stderr and "deprecated" not in stderr, stderr[-3000:]
-    return metrics_of(out / "run")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, shared_cache):
-    return train_whole(tmp_path_factory, shared_cache, SLOW_EPOCHS)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted_short(tmp_path_factory, shared_cache):
     return train_whole(tmp_path_factory, shared_cache, SHORT_EPOCHS)
-
-
-def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_uninterrupted_metrics(
-        uninterrupted, tmp_path, shared_cache):
-    run_dir = tmp_path / "run"
-    process = start_training(tmp_path, shared_cache, run_dir)
-    history = run_dir / "history.csv"
-    deadline = time.time() + 300
-    while not (history.exists() and len(history.read_text().splitlines()) >= 2):  # epoch 0 finished
-        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
-        time.sleep(0.05)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-
-    assert process.returncode == 143, stderr[-3000:]
-    stopped = metrics_of(run_dir)
-    assert stopped["status"] == "interrupted" and stopped["signal"] == "SIGTERM"
-    assert stopped["last_completed_epoch"] == stopped["stopped_at"]["epoch"] - 1 >= 0
-    assert stopped["resume"] in stderr.splitlines()[-1]
-    summarize(tmp_path)
-    assert "(interrupted): SIGTERM in epoch " in (tmp_path / "summary.md").read_text()
-
-    # The printed command, pasted as it is: it names the interpreter that ran, not a bare `python`.
-    command = stopped["resume"]
-    assert command.startswith(f"{shlex.quote(sys.executable)} -m genre_vit.train ")
-    resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PATH": "/nonexistent"})  # no `python` on the PATH
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_ends_like(run_dir, uninterrupted)
 
 
 # The interrupted epoch is never the last (of 3): only its own epoch means cover fewer batches.
