@@ -71,7 +71,13 @@ class GenreClassifier(L.LightningModule):
     def on_train_batch_start(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         # Augmentation draws depend on (seed, step) only, not on what else drew random numbers
         # before (a resumed run's data loader does), so resuming reproduces them.
-        torch.manual_seed(self.hparams.seed * AUGMENT_SEED_STRIDE + self.global_step)
+        seed = self.hparams.seed * AUGMENT_SEED_STRIDE + self.global_step
+        if self.device.type == "cpu":
+            # torch.manual_seed would also queue a seed for each other backend (CUDA, XPU, MTIA),
+            # formatting the call stack for each: work per step, for generators a CPU run never uses
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
