@@ -1,5 +1,6 @@
 """Scale-out paths that run on this machine: DDP over 2 CPU processes, the benchmark in quick mode."""
 import json
+import statistics
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ def test_ddp_on_two_cpu_processes_gathers_metrics_into_one_run(tmp_path, shared_
 
 
 BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_over_raw", "model_gflops_per_segment",
-              "peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
+              "lightning_over_raw_per_turn", "peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
               "predict_tracks_per_s", "peak_rss_mb"}
 
 
@@ -51,6 +52,7 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     for name in ("default", "paper"):
         assert set(report[name]) == BENCH_KEYS
         assert set(report[name]["train_segments_per_s"]) == {"lightning", "raw"}
+        assert report[name]["lightning_over_raw"] == statistics.median(report[name]["lightning_over_raw_per_turn"])
         assert report[name]["model_gflops_per_segment"] > 0.1 and 0 < report[name]["dataloader_wait_fraction"] < 1
 
 
