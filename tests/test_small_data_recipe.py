@@ -103,6 +103,23 @@ def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses_with_batch_
     assert counts and all(raw[k] == 4 * (metrics["best_epoch"] + 1) and averaged[k] == 4 for k in counts)
 
 
+def test_swa_averages_only_the_last_quarter_of_the_budget_and_checkpoints_hold_raw_weights_before(tmp_path,
+                                                                                                shared_cache):
+    from genre_vit.checkpoints import load_checkpoint
+
+    # 3 epochs of 4 batches: 12 steps, averaged from step 9 on (start_fraction 0.75), so in the last epoch only
+    metrics = train_in_process(tmp_path / "run", *TINY, "averaging=swa", "trainer.max_epochs=3",
+                               "callbacks.model_checkpoint.save_top_k=-1", f"paths.cache_dir={shared_cache}")
+    assert metrics["steps"] == 12
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for epoch, averaged_steps in [(0, 0), (1, 0), (2, 3)]:
+        checkpoint = load_checkpoint(checkpoints / f"epoch_{epoch:03d}.ckpt")
+        assert int(checkpoint["averaging_state"]["n_averaged"]) == averaged_steps
+        saved, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+        differ = any(not torch.equal(saved[k], raw[k]) for k in saved if k.startswith("model.net."))
+        assert differ == bool(averaged_steps)  # before the average starts, the raw weights, not the initial ones
+
+
 def test_batch_norm_statistics_are_recomputed_as_the_plain_mean_of_the_given_batches():
     from genre_vit.callbacks.averaging import recompute_batch_norm
 

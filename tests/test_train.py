@@ -94,6 +94,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
     ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
+    ("averaging=swa callbacks.weight_averaging.start_fraction=1",
+     r"callbacks.weight_averaging.start_fraction=1 is invalid: allowed numbers in \[0, 1\)"),
 ])
 def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message):
     cfg = compose_config(*override.split(), f"paths.output_root={tmp_path}")
