@@ -1,0 +1,152 @@
+"""A set of real recordings to measure recipes on, with no internet: excerpts of the game
+soundtracks that Debian ships as packages, one class per soundtrack, in the class-per-folder
+layout that `data=folder` reads.
+
+    python -m genre_vit.soundtracks outputs/soundtracks                  # 15 classes x 10 tracks of 30 s
+    python -m genre_vit.train -m data=folder data.root=outputs/soundtracks/tracks fold=0,1,2,3,4
+
+The packages come from Debian's archive (`apt-get download`, no root needed) and are unpacked
+with `dpkg-deb -x` under `<out>/packages`; `.deb` files already in `<out>/debs` are not fetched
+again. The label is the soundtrack a track belongs to, not a genre: each soundtrack has its own
+composers, instruments and production, and a few mix styles, so the task is harder than GTZAN
+for per-track statistics. The excerpts keep the source's channels and sample rate (the data
+module mixes and resamples); each is cut from the middle of a track at least 10 s longer than it.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import soundfile as sf
+
+from genre_vit.data.audio import duration_seconds
+from genre_vit.data.sources import files_under
+
+# class -> (Debian package, folder of its music inside the unpacked package). Debian 12 (bookworm).
+SOUNDTRACKS: dict[str, tuple[str, str]] = {
+    "drascula": ("drascula-music", "usr/share/scummvm/drascula/audio"),
+    "hyperrogue": ("hyperrogue-music", "usr/share/hyperrogue/music"),
+    "nexuiz": ("nexuiz-music", "usr/share/games/nexuiz/data"),
+    "planetblupi": ("planetblupi-music-ogg", "usr/share/planetblupi/music"),
+    "singularity": ("singularity-music", "usr/share/games/singularity/music"),
+    "ufoai": ("ufoai-music", "usr/share/games/ufoai/base"),
+    "warzone2100": ("warzone2100-music", "usr/share/games/warzone2100/music"),
+    "wesnoth": ("wesnoth-1.16-music", "usr/share/games/wesnoth/1.16/data/core/music"),
+    "supertux": ("supertux-data", "usr/share/games/supertux2/music"),
+    "freedroid": ("freedroidrpg-data", "usr/share/freedroidrpg/data/sound/music"),
+    "hedgewars": ("hedgewars-data", "usr/share/games/hedgewars/Data/Music"),
+    "widelands": ("widelands-data", "usr/share/games/widelands/data/music"),
+    "warmux": ("warmux-data", "usr/share/games/warmux/music/ingame"),
+    "flare": ("flare-game", "usr/share/games/flare/mods/fantasycore/music"),
+    "supertuxkart": ("supertuxkart-data", "usr/share/games/supertuxkart/data/music"),
+}
+ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpacked beside themselves
+MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
+START_SECONDS = 30.0          # excerpts start here, or earlier on tracks too short to centre them after it
+
+
+class SoundtrackError(Exception):
+    """A package cannot be fetched or unpacked, or a class has too few long tracks."""
+
+
+def unpack(package: str, workdir: Path) -> Path:
+    """The unpacked tree of a Debian package under `workdir/packages`, fetched into `workdir/debs`
+    with `apt-get download` unless a `.deb` of it is there; zip archives inside are unpacked too."""
+    workdir = workdir.resolve()
+    root = workdir / "packages" / package
+    if (root / ".unpacked").exists():
+        return root
+    debs = workdir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    deb = next(iter(sorted(debs.glob(f"{package}_*.deb"))), None)
+    if deb is None:
+        run(["apt-get", "download", package], cwd=debs, what=f"apt-get download {package}")
+        deb = next(iter(sorted(debs.glob(f"{package}_*.deb"))), None)
+        if deb is None:
+            raise SoundtrackError(f"apt-get download {package} left no {package}_*.deb in {debs}")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    run(["dpkg-deb", "-x", str(deb), str(root)], cwd=debs, what=f"dpkg-deb -x {deb}")
+    for archive in sorted(p for p in root.rglob("*") if p.suffix.lower() in ARCHIVE_SUFFIXES and p.is_file()):
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(archive.with_name(archive.name + ".d"))
+    (root / ".unpacked").touch()
+    return root
+
+
+def run(command: list[str], cwd: Path, what: str) -> None:
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SoundtrackError(f"{what}: {command[0]} not found (this tool needs Debian's apt-get and dpkg-deb)") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise SoundtrackError(f"{what} failed (exit {done.returncode}): {last}")
+
+
+def long_tracks(folder: Path, min_seconds: float) -> list[Path]:
+    """The distinct audio files under `folder` of at least `min_seconds` (a file reached twice, through
+    a symbolic link, counts once)."""
+    if not folder.is_dir():
+        raise SoundtrackError(f"{folder}: no such folder in the unpacked package")
+    distinct = {p.resolve(): p for p in reversed(files_under(folder)[0])}
+    return sorted(p for p in distinct.values() if (duration_seconds(p) or 0.0) >= min_seconds)
+
+
+def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, seconds: float, seed: int) -> list[Path]:
+    """`count` excerpts of `seconds` from tracks drawn with `seed`, as `out/<label>/<label>.NNN.flac`."""
+    if len(tracks) < count:
+        raise SoundtrackError(f"{label}: {len(tracks)} tracks of at least {seconds + MARGIN_SECONDS:.0f} s, fewer than {count}")
+    chosen = sorted(tracks)
+    random.Random(seed).shuffle(chosen)
+    folder = out / label
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, track in enumerate(chosen[:count]):
+        info = sf.info(str(track))
+        start = min(START_SECONDS, (info.duration - seconds) / 2)
+        wave, rate = sf.read(str(track), start=int(start * info.samplerate), frames=int(seconds * info.samplerate), always_2d=True)
+        path = folder / f"{label}.{i:03d}.flac"
+        sf.write(str(path), wave, rate, subtype="PCM_16")
+        written.append(path)
+    return written
+
+
+def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int) -> dict[str, int]:
+    """Fetch, unpack and cut every class; returns the excerpts written per class."""
+    unknown = sorted(set(classes) - set(SOUNDTRACKS))
+    if unknown:
+        raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
+    counts = {}
+    for label in classes:
+        package, music = SOUNDTRACKS[label]
+        tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
+        counts[label] = len(write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed))
+        print(f"{label}: {counts[label]} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder for debs/, packages/ and tracks/ (the data set)")
+    parser.add_argument("--classes", default=",".join(SOUNDTRACKS), help="comma-separated soundtracks (default: all 15)")
+    parser.add_argument("--per-class", type=int, default=10, help="excerpts per class (default 10)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="which tracks of each soundtrack are drawn")
+    args = parser.parse_args(argv)
+    try:
+        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed)
+    except SoundtrackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"data set: {args.out / 'tracks'} (data=folder data.root={args.out / 'tracks'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

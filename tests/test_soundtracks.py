@@ -1,0 +1,91 @@
+"""The real-recordings set built from Debian's soundtrack packages (genre_vit.soundtracks), on
+package trees and .deb files the tests write."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_vit import soundtracks
+from genre_vit.soundtracks import SoundtrackError, long_tracks, unpack, write_excerpts
+
+RATE = 8000
+
+
+def tone(path, seconds: float, level: float = 0.0) -> np.ndarray:
+    """A stereo file at `level` plus a ramp, so an excerpt's source and position can be read off it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ramp = level + (np.arange(int(seconds * RATE)) % 8000) / 80000.0
+    wave = np.stack([ramp, -ramp], axis=1)
+    sf.write(str(path), wave, RATE, subtype=None if path.suffix == ".ogg" else "PCM_16")
+    return sf.read(str(path), always_2d=True)[0]
+
+
+def test_only_distinct_tracks_long_enough_for_an_excerpt_and_its_margin_count(tmp_path):
+    music = tmp_path / "music"
+    tone(music / "a.ogg", 13)
+    tone(music / "sub" / "b.wav", 20)
+    tone(music / "short.wav", 11)                      # under 2 s + the 10 s margin
+    (music / "notes.txt").write_text("not audio")
+    (music / "again.wav").symlink_to(music / "a.ogg")  # the same track reached twice
+    assert [p.name for p in long_tracks(music, 12)] == ["a.ogg", "b.wav"]
+    with pytest.raises(SoundtrackError, match="no such folder"):
+        long_tracks(tmp_path / "missing", 12)
+
+
+def test_excerpts_are_cut_from_the_middle_keep_the_source_format_and_follow_the_seed(tmp_path):
+    paths = [tmp_path / "src" / f"t{i}.wav" for i in range(4)]
+    waves = [tone(path, seconds=14 + 20 * i, level=0.2 * i) for i, path in enumerate(paths)]   # 14, 34, 54, 74 s
+    written = write_excerpts(paths, tmp_path / "out", "ost", count=3, seconds=2, seed=0)
+    assert [p.name for p in written] == ["ost.000.flac", "ost.001.flac", "ost.002.flac"]
+    sources = []
+    for path in written:
+        excerpt, rate = sf.read(str(path), always_2d=True)
+        assert rate == RATE and excerpt.shape == (2 * RATE, 2)
+        i = round(excerpt[0, 0] / 0.2 - 0.25)    # the source's level
+        start = int(min(soundtracks.START_SECONDS, (len(waves[i]) / RATE - 2) / 2) * RATE)   # 6 s into the 14 s track, else 30 s
+        assert np.array_equal(excerpt, waves[i][start:start + 2 * RATE])
+        sources.append(i)
+    assert len(set(sources)) == 3
+    again = write_excerpts(list(reversed(paths)), tmp_path / "again", "ost", count=3, seconds=2, seed=0)
+    assert [sf.read(str(p))[0].tolist() for p in again] == [sf.read(str(p))[0].tolist() for p in written]
+    with pytest.raises(SoundtrackError, match="ost: 4 tracks of at least 12 s, fewer than 5"):
+        write_excerpts(paths, tmp_path / "out", "ost", count=5, seconds=2, seed=0)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
+def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
+    tree = tmp_path / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: fake-music\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n")
+    data = tree / "usr" / "share" / "fake"
+    tone(tmp_path / "zipped.ogg", 13)
+    data.mkdir(parents=True)
+    with zipfile.ZipFile(data / "music.pk3", "w") as archive:
+        archive.write(tmp_path / "zipped.ogg", "music/zipped.ogg")
+    tone(data / "plain.wav", 15)
+    out = tmp_path / "set"
+    (out / "debs").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(out / "debs" / "fake-music_1.0_all.deb")],
+                   check=True, capture_output=True)
+    monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "usr/share/fake")})
+
+    assert soundtracks.main([str(out), "--seconds", "2", "--per-class", "2"]) == 0
+    assert sorted(p.name for p in (out / "tracks" / "fake").iterdir()) == ["fake.000.flac", "fake.001.flac"]
+    assert "fake: 2 excerpts of 2 s from 2 tracks of fake-music" in capsys.readouterr().out
+    assert unpack("fake-music", out) == (out / "packages" / "fake-music").resolve()   # unpacked once, then kept
+
+
+def test_a_package_that_cannot_be_fetched_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"none": ("no-such-package-genre-vit", "usr")})
+    monkeypatch.setenv("PATH", str(tmp_path))   # no apt-get: the same one line as a failed download
+    assert soundtracks.main([str(tmp_path / "set")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "apt-get download no-such-package-genre-vit" in err
+    assert soundtracks.main([str(tmp_path / "set"), "--classes", "jazz"]) == 2
+    assert "unknown classes ['jazz']" in capsys.readouterr().err
