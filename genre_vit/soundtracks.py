@@ -1,6 +1,6 @@
-"""A set of real recordings to measure recipes on, with no internet: excerpts of the game
-soundtracks that Debian ships as packages, one class per soundtrack, in the class-per-folder
-layout that `data=folder` reads.
+"""A set of real recordings to measure recipes on, fetched from Debian's package archive alone:
+excerpts of the game soundtracks that Debian ships, one class per soundtrack, in the
+class-per-folder layout that `data=folder` reads.
 
     python -m genre_vit.soundtracks outputs/soundtracks                  # 15 classes x 10 tracks of 30 s
     python -m genre_vit.train -m data=folder data.root=outputs/soundtracks/tracks fold=0,1,2,3,4
@@ -132,7 +132,8 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m genre_vit.soundtracks", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder for debs/, packages/ and tracks/ (the data set)")
     parser.add_argument("--classes", default=",".join(SOUNDTRACKS), help="comma-separated soundtracks (default: all 15)")
     parser.add_argument("--per-class", type=int, default=10, help="excerpts per class (default 10)")
