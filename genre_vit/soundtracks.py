@@ -106,6 +106,8 @@ def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, second
     random.Random(seed).shuffle(chosen)
     folder = out / label
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{label}.*.flac"):   # from an earlier build with other settings
+        stale.unlink()
     written = []
     for i, track in enumerate(chosen[:count]):
         info = sf.info(str(track))

@@ -53,6 +53,8 @@ def test_excerpts_are_cut_from_the_middle_keep_the_source_format_and_follow_the_
     assert len(set(sources)) == 3
     again = write_excerpts(list(reversed(paths)), tmp_path / "again", "ost", count=3, seconds=2, seed=0)
     assert [sf.read(str(p))[0].tolist() for p in again] == [sf.read(str(p))[0].tolist() for p in written]
+    fewer = write_excerpts(paths, tmp_path / "out", "ost", count=2, seconds=2, seed=0)   # a rebuild leaves no stale excerpt
+    assert sorted((tmp_path / "out" / "ost").iterdir()) == fewer
     with pytest.raises(SoundtrackError, match="ost: 4 tracks of at least 12 s, fewer than 5"):
         write_excerpts(paths, tmp_path / "out", "ost", count=5, seconds=2, seed=0)
 
