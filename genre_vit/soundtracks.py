@@ -63,12 +63,11 @@ def unpack(package: str, workdir: Path) -> Path:
         return root
     debs = workdir / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    deb = next(iter(sorted(debs.glob(f"{package}_*.deb"))), None)
-    if deb is None:
+    if min(debs.glob(f"{package}_*.deb"), default=None) is None:
         run(["apt-get", "download", package], cwd=debs, what=f"apt-get download {package}")
-        deb = next(iter(sorted(debs.glob(f"{package}_*.deb"))), None)
-        if deb is None:
-            raise SoundtrackError(f"apt-get download {package} left no {package}_*.deb in {debs}")
+    deb = min(debs.glob(f"{package}_*.deb"), default=None)
+    if deb is None:
+        raise SoundtrackError(f"apt-get download {package} left no {package}_*.deb in {debs}")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     run(["dpkg-deb", "-x", str(deb), str(root)], cwd=debs, what=f"dpkg-deb -x {deb}")
@@ -119,18 +118,16 @@ def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, second
     return written
 
 
-def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int) -> dict[str, int]:
-    """Fetch, unpack and cut every class; returns the excerpts written per class."""
+def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int) -> None:
+    """Fetch, unpack and cut every class, one line per class."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
-    counts = {}
     for label in classes:
         package, music = SOUNDTRACKS[label]
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
-        counts[label] = len(write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed))
-        print(f"{label}: {counts[label]} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
-    return counts
+        written = write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed)
+        print(f"{label}: {len(written)} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
