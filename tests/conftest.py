@@ -136,7 +136,9 @@ def start_training(tmp_path, shared_cache, run_dir, *overrides, stdout=subproces
     """Start `python -m genre_vit.train EPOCHS OVERRIDES` in its own process, writing to `run_dir`."""
     args = [sys.executable, "-m", "genre_vit.train", *epochs, f"paths.output_root={tmp_path}",
             f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPOSITORY)}
+    # The repository first, then whatever the caller's PYTHONPATH provides (packages installed there).
+    pythonpath = os.pathsep.join(filter(None, (str(REPOSITORY), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout !=
                             subprocess.PIPE else subprocess.PIPE, text=True)
 
