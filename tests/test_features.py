@@ -44,6 +44,15 @@ def test_log_power_is_decibels_and_finite_on_silence():
     assert (feats(torch.zeros(22050 * 7)) == -100.0).all()  # silence sits on the 1e-10 power floor
 
 
+def test_top_db_floors_zero_padding_that_many_db_under_the_track_peak():
+    wave = torch.zeros(22050 * 7)
+    wave[: 22050 * 3] = torch.randn(22050 * 3)  # 3 s of sound, then 4 s of digital silence
+    floored = stft(top_db=80.0).spectrogram(wave)
+    assert floored.min() == pytest.approx(floored.max() - 80.0)  # the silence sits on the floor
+    assert stft().spectrogram(wave).min() == -100.0  # without top_db: the fixed power floor
+    assert stft(top_db=80.0).settings["top_db"] == 80.0 and "top_db" not in stft().settings  # earlier caches stay valid
+
+
 def test_mel_features_have_n_mels_rows():
     feats = MelFeatures(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=64, f_min=0.0, f_max=None, window="hann",
                         segment_frames=128, segment_step=64, image_size=None)

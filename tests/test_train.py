@@ -91,6 +91,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("trainer.max_steps=-1", r"trainer.max_steps=-1 and trainer.max_epochs=None set no training budget"),
     ("data.batches_per_epoch=0", r"data.batches_per_epoch=0 is invalid: allowed integers >= 1"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
+    ("features.top_db=0", r"features.top_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
     ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
     ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),

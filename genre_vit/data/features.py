@@ -18,6 +18,11 @@ def window_fn(window: str):
     return WINDOWS[window]
 
 
+def floor_setting(top_db: float | None) -> dict:
+    """The cache-key entry of a `top_db` floor: none without one, so earlier caches stay valid."""
+    return {} if top_db is None else {"top_db": float(top_db)}
+
+
 class Segmenter(nn.Module):
     """(freq, frames) -> (segments, freq, segment_frames): windows every `step` frames.
 
@@ -58,15 +63,20 @@ class SegmentFeatures(nn.Module):
     anywhere: `spectrogram` maps (samples,) -> (freq, frames) dB with `num_bins` rows (`frame_rate`
     frames per second); `cut` maps one spectrogram to its windows every `segment_step` frames,
     `resize` maps windows to images. Subclasses choose the spectrogram.
+
+    dB are floored at -100 (power 1e-10), so digital silence stays finite; `top_db` also floors
+    them at that many dB below the track's loudest bin (librosa's `power_to_db` uses 80), so
+    zero padding lies just under the quietest sound kept instead of tens of dB below it.
     """
 
     def __init__(self, spectrogram: nn.Module, num_bins: int, frame_rate: float, segment_frames: int,
-                 segment_step: int, image_size: Sequence[int] | None):
+                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
         super().__init__()
         if segment_frames < 1 or segment_step < 1:
             raise ValueError(f"segment_frames={segment_frames} and segment_step={segment_step} must both be >= 1")
-        # power -> dB floored at amin=1e-10 (-100 dB), so silence stays finite
-        self.spectrogram = nn.Sequential(spectrogram, T.AmplitudeToDB(stype="power", top_db=None))
+        if top_db is not None and not top_db > 0:
+            raise ValueError(f"top_db={top_db} must be > 0 (dB below the track's peak), or null")
+        self.spectrogram = nn.Sequential(spectrogram, T.AmplitudeToDB(stype="power", top_db=top_db))
         self.segment = Segmenter(segment_frames, segment_step)
         self.resize = Resize(image_size)
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
@@ -90,11 +100,12 @@ class StftFeatures(SegmentFeatures):
     """Linear-frequency STFT power in dB (the original report's features): n_fft // 2 + 1 rows."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
-                 segment_step: int, image_size: Sequence[int] | None):
+                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
         spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
-        super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size)
+        super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size,
+                         top_db)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
-                         "window": window}
+                         "window": window, **floor_setting(top_db)}
 
 
 class MelFeatures(SegmentFeatures):
@@ -102,12 +113,12 @@ class MelFeatures(SegmentFeatures):
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
                  f_max: float | None, window: str, segment_frames: int, segment_step: int,
-                 image_size: Sequence[int] | None):
+                 image_size: Sequence[int] | None, top_db: float | None = None):
         spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                 f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
-        super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size)
+        super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size, top_db)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
-                         "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window}
+                         "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **floor_setting(top_db)}
 
 
 class SpecAugment(nn.Module):
