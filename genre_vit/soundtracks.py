@@ -11,6 +11,10 @@ again. The label is the soundtrack a track belongs to, not a genre: each soundtr
 composers, instruments and production, and a few mix styles, so the task is harder than GTZAN
 for per-track statistics. The excerpts keep the source's channels and sample rate (the data
 module mixes and resamples); each is cut from the middle of a track at least 10 s longer than it.
+
+`--events 5` also writes `<out>/events/`: from the middle of each excerpt, a 5 s clip of which a
+random span of 1 to 5 s keeps its sound and the rest is digital silence, like the short events
+padded to a fixed length of environmental-sound sets (ESC-50).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from genre_vit.data.audio import duration_seconds
@@ -48,6 +53,7 @@ SOUNDTRACKS: dict[str, tuple[str, str]] = {
 ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpacked beside themselves
 MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
 START_SECONDS = 30.0          # excerpts start here, or earlier on tracks too short to centre them after it
+MIN_EVENT_SECONDS = 1.0       # the shortest sound an event clip keeps
 
 
 class SoundtrackError(Exception):
@@ -118,8 +124,30 @@ def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, second
     return written
 
 
-def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int) -> None:
-    """Fetch, unpack and cut every class, one line per class."""
+def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> None:
+    """For each excerpt, `out/<class>/<name>`: its middle `seconds`, silent (zeros) outside a span
+    of MIN_EVENT_SECONDS to `seconds` at a place drawn with `seed`, in the order given."""
+    if not MIN_EVENT_SECONDS <= seconds:
+        raise SoundtrackError(f"--events {seconds:g}: event clips are at least {MIN_EVENT_SECONDS:g} s long")
+    rng = np.random.default_rng(seed)
+    for excerpt in excerpts:
+        wave, rate = sf.read(str(excerpt), dtype="float32", always_2d=True)
+        half = int(seconds / 2 * rate)
+        if 2 * half > len(wave):
+            raise SoundtrackError(f"{excerpt}: shorter than an event clip of {seconds:g} s")
+        clip = wave[len(wave) // 2 - half: len(wave) // 2 + half].copy()
+        span = rng.uniform(MIN_EVENT_SECONDS, seconds)
+        start = rng.uniform(0.0, seconds - span)
+        clip[: int(start * rate)] = 0
+        clip[int((start + span) * rate):] = 0
+        path = out / excerpt.parent.name / excerpt.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), clip, rate, subtype="PCM_16")
+
+
+def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
+          events: float | None = None) -> None:
+    """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
@@ -128,6 +156,10 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
         written = write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed)
         print(f"{label}: {len(written)} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
+    if events is not None:
+        excerpts = sorted(p for label in classes for p in (out / "tracks" / label).glob(f"{label}.*.flac"))
+        write_events(excerpts, out / "events", events, seed)
+        print(f"event clips: {out / 'events'} (data=folder data.root={out / 'events'} data.clip_seconds={events:g})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=10, help="excerpts per class (default 10)")
     parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="which tracks of each soundtrack are drawn")
+    parser.add_argument("--events", type=float, default=None, metavar="SECONDS",
+                        help="also write <out>/events/: clips of SECONDS with a shorter sound padded with silence")
     args = parser.parse_args(argv)
     try:
-        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed)
+        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

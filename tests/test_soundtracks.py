@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from genre_vit import soundtracks
-from genre_vit.soundtracks import SoundtrackError, long_tracks, unpack, write_excerpts
+from genre_vit.soundtracks import SoundtrackError, long_tracks, unpack, write_events, write_excerpts
 
 RATE = 8000
 
@@ -57,6 +57,27 @@ def test_excerpts_are_cut_from_the_middle_keep_the_source_format_and_follow_the_
     assert sorted((tmp_path / "out" / "ost").iterdir()) == fewer
     with pytest.raises(SoundtrackError, match="ost: 4 tracks of at least 12 s, fewer than 5"):
         write_excerpts(paths, tmp_path / "out", "ost", count=5, seconds=2, seed=0)
+
+
+def test_event_clips_keep_one_span_of_the_excerpts_middle_and_silence_elsewhere(tmp_path):
+    excerpts = [tmp_path / "tracks" / "ost" / f"ost.{i:03d}.flac" for i in range(6)]
+    waves = [tone(path, seconds=10, level=0.5) for path in excerpts]
+    write_events(excerpts, tmp_path / "events", seconds=5, seed=0)
+    spans = []
+    for path, wave in zip(excerpts, waves):
+        clip, rate = sf.read(str(tmp_path / "events" / "ost" / path.name), always_2d=True)
+        assert rate == RATE and clip.shape == (5 * RATE, 2)
+        sounding = np.flatnonzero(clip[:, 0])
+        first, last = sounding[0], sounding[-1] + 1
+        assert len(sounding) == last - first  # one span, zeros around it
+        assert np.array_equal(clip[first:last], wave[int(2.5 * RATE) + first:int(2.5 * RATE) + last])  # from the middle
+        spans.append((last - first) / RATE)
+    assert all(soundtracks.MIN_EVENT_SECONDS <= s <= 5 for s in spans) and len(set(spans)) == 6
+    write_events(excerpts, tmp_path / "again", seconds=5, seed=0)
+    assert all(np.array_equal(sf.read(str(tmp_path / "again" / "ost" / p.name))[0],
+                              sf.read(str(tmp_path / "events" / "ost" / p.name))[0]) for p in excerpts)
+    with pytest.raises(SoundtrackError, match="shorter than an event clip of 12 s"):
+        write_events(excerpts, tmp_path / "long", seconds=12, seed=0)
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
