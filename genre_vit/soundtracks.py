@@ -15,10 +15,14 @@ module mixes and resamples); each is cut from the middle of a track at least 10 
 `--events 5` also writes `<out>/events/`: from the middle of each excerpt, a 5 s clip of which a
 random span of 1 to 5 s keeps its sound and the rest is digital silence, like the short events
 padded to a fixed length of environmental-sound sets (ESC-50).
+
+`<out>/SHA256SUMS` lists the packages and every clip a build wrote: Debian's point releases
+can replace a package, so compare two builds' lists before comparing their numbers.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import shutil
 import subprocess
@@ -69,9 +73,9 @@ def unpack(package: str, workdir: Path) -> Path:
         return root
     debs = workdir / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    if min(debs.glob(f"{package}_*.deb"), default=None) is None:
+    if downloaded(package, debs) is None:
         run(["apt-get", "download", package], cwd=debs, what=f"apt-get download {package}")
-    deb = min(debs.glob(f"{package}_*.deb"), default=None)
+    deb = downloaded(package, debs)
     if deb is None:
         raise SoundtrackError(f"apt-get download {package} left no {package}_*.deb in {debs}")
     shutil.rmtree(root, ignore_errors=True)
@@ -82,6 +86,26 @@ def unpack(package: str, workdir: Path) -> Path:
             zipped.extractall(archive.with_name(archive.name + ".d"))
     (root / ".unpacked").touch()
     return root
+
+
+def downloaded(package: str, debs: Path) -> Path | None:
+    """The `.deb` of `package` in `debs`, if one is there."""
+    return min(debs.glob(f"{package}_*.deb"), default=None)
+
+
+def write_checksums(out: Path, files: list[Path]) -> Path:
+    """`out/SHA256SUMS`: the SHA-256 of each file, by its path under `out`, in the format that
+    `sha256sum -c` checks (so two builds can be compared: same packages, same clips)."""
+    lines = []
+    for file in files:
+        digest = hashlib.sha256()
+        with file.open("rb") as stream:   # in blocks: a package can be hundreds of MB
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        lines.append(f"{digest.hexdigest()}  {file.relative_to(out).as_posix()}\n")
+    path = out / "SHA256SUMS"
+    path.write_text("".join(lines))
+    return path
 
 
 def run(command: list[str], cwd: Path, what: str) -> None:
@@ -124,12 +148,13 @@ def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, second
     return written
 
 
-def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> None:
+def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> list[Path]:
     """For each excerpt, `out/<class>/<name>`: its middle `seconds`, silent (zeros) outside a span
     of MIN_EVENT_SECONDS to `seconds` at a place drawn with `seed`, in the order given."""
     if not MIN_EVENT_SECONDS <= seconds:
         raise SoundtrackError(f"--events {seconds:g}: event clips are at least {MIN_EVENT_SECONDS:g} s long")
     rng = np.random.default_rng(seed)
+    written = []
     for excerpt in excerpts:
         wave, rate = sf.read(str(excerpt), dtype="float32", always_2d=True)
         half = int(seconds / 2 * rate)
@@ -143,6 +168,8 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> 
         path = out / excerpt.parent.name / excerpt.name
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), clip, rate, subtype="PCM_16")
+        written.append(path)
+    return written
 
 
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
@@ -151,15 +178,20 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
+    debs, excerpts = [], []
     for label in classes:
         package, music = SOUNDTRACKS[label]
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
         written = write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed)
         print(f"{label}: {len(written)} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
+        debs += [deb] if (deb := downloaded(package, out / "debs")) else []   # gone if removed after unpacking
+        excerpts += written
+    clips = []
     if events is not None:
-        excerpts = sorted(p for label in classes for p in (out / "tracks" / label).glob(f"{label}.*.flac"))
-        write_events(excerpts, out / "events", events, seed)
+        clips = write_events(sorted(excerpts), out / "events", events, seed)
         print(f"event clips: {out / 'events'} (data=folder data.root={out / 'events'} data.clip_seconds={events:g})")
+    sums = write_checksums(out.resolve(), [p.resolve() for p in debs + excerpts + clips])
+    print(f"checksums: {sums} (the packages and every clip; compare another build's with sha256sum -c)")
 
 
 def main(argv: list[str] | None = None) -> int:

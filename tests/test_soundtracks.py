@@ -25,6 +25,17 @@ def tone(path, seconds: float, level: float = 0.0) -> np.ndarray:
     return sf.read(str(path), always_2d=True)[0]
 
 
+def fake_package(tree, out):
+    """`tree` built into `out/debs/fake-music_1.0_all.deb`, as `apt-get download` leaves it; returns `out`."""
+    (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: fake-music\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n")
+    (out / "debs").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(out / "debs" / "fake-music_1.0_all.deb")],
+                   check=True, capture_output=True)
+    return out
+
+
 def test_only_distinct_tracks_long_enough_for_an_excerpt_and_its_margin_count(tmp_path):
     music = tmp_path / "music"
     tone(music / "a.ogg", 13)
@@ -83,25 +94,35 @@ def test_event_clips_keep_one_span_of_the_excerpts_middle_and_silence_elsewhere(
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
 def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
     tree = tmp_path / "tree"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        "Package: fake-music\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n")
     data = tree / "usr" / "share" / "fake"
     tone(tmp_path / "zipped.ogg", 13)
     data.mkdir(parents=True)
     with zipfile.ZipFile(data / "music.pk3", "w") as archive:
         archive.write(tmp_path / "zipped.ogg", "music/zipped.ogg")
     tone(data / "plain.wav", 15)
-    out = tmp_path / "set"
-    (out / "debs").mkdir(parents=True)
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(out / "debs" / "fake-music_1.0_all.deb")],
-                   check=True, capture_output=True)
+    out = fake_package(tree, tmp_path / "set")
     monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "usr/share/fake")})
 
     assert soundtracks.main([str(out), "--seconds", "2", "--per-class", "2"]) == 0
     assert sorted(p.name for p in (out / "tracks" / "fake").iterdir()) == ["fake.000.flac", "fake.001.flac"]
     assert "fake: 2 excerpts of 2 s from 2 tracks of fake-music" in capsys.readouterr().out
     assert unpack("fake-music", out) == (out / "packages" / "fake-music").resolve()   # unpacked once, then kept
+
+
+def test_a_build_lists_its_package_and_every_clip_in_checksums_that_sha256sum_checks(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    for i in range(2):
+        tone(tree / "music" / f"track{i}.wav", 15, level=0.1 * i)
+    out = fake_package(tree, tmp_path / "set")
+    monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "music")})
+
+    assert soundtracks.main([str(out), "--seconds", "3", "--per-class", "2", "--events", "2"]) == 0
+    listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
+    assert listed == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
+                      "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
+    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
+    sf.write(str(out / "tracks" / "fake" / "fake.001.flac"), np.zeros(100), 8000)   # another build's clip
+    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 1
 
 
 def test_a_package_that_cannot_be_fetched_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
