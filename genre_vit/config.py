@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.datamodule import NORMALIZATIONS
-from genre_vit.data.features import WINDOWS, SegmentFeatures
+from genre_vit.data.features import MASK_FILLS, WINDOWS, SegmentFeatures
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.cnn import downsampling
 from genre_vit.models.vit import POOLS, check_patch_grid
@@ -102,6 +102,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "augment.freq_mask": _int(0),
     "augment.time_mask": _int(0),
     "augment.num_masks": _int(1),
+    "augment.mask_fill": _one_of(*MASK_FILLS),
     "augment.mixup_alpha": _number(0),
     "callbacks.weight_averaging.decay": _number(0, 1),
     "callbacks.weight_averaging.start_fraction": _number(0, 1),

@@ -27,7 +27,7 @@ class GenreClassifier(L.LightningModule):
     The module holds `model`: a per-frequency Normalization of the `input_rows` rows (statistics
     of the training fold, set at fit start from the datamodule) followed by `net`, so the
     normalisation is saved with the weights. `augment` holds SpecAugment masking (`freq_mask`,
-    `time_mask`, `num_masks`) and `mixup_alpha` (0 = off), applied to training batches only.
+    `time_mask`, `num_masks`, `mask_fill`) and `mixup_alpha` (0 = off), applied to training batches only.
     `recipe` (Recipe.to_dict(), see genre_vit.recipe) is saved in every checkpoint.
     """
 
@@ -56,7 +56,8 @@ class GenreClassifier(L.LightningModule):
         self.test_tracks = TrackVotes()
         self.val_track_acc_best = MaxMetric()
         self.val_track_acc_best.persistent(True)  # resumed runs keep their best so far
-        self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"])
+        self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"],
+                                        augment.get("mask_fill", "mean"))   # checkpoints before mask_fill: the mean
         self.last_val_confusion: torch.Tensor | None = None  # (true, predicted) track counts, for pictures
 
     def setup(self, stage: str) -> None:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from genre_vit.data.features import MelFeatures, Segmenter, StftFeatures
+from genre_vit.data.features import MelFeatures, Segmenter, SpecAugment, StftFeatures
 
 
 def stft(**overrides) -> StftFeatures:
@@ -71,3 +71,16 @@ def test_unknown_window_is_refused_naming_it_and_the_choices():
 def test_segments_of_no_frames_are_refused():
     with pytest.raises(ValueError, match="segment_frames=0 and segment_step=256 must both be >= 1"):
         stft(segment_frames=0)
+
+
+def test_spec_augment_masks_bands_and_spans_with_the_mean_or_each_rows_silence():
+    segments = torch.randn(64, 20, 30)
+    segments[:, :, 20:] = -5.0  # the last 10 columns: padding, far under the normalised mean
+    for fill, expected in (("mean", torch.zeros(64, 20, 1)), ("min", segments.amin(dim=-1, keepdim=True))):
+        torch.manual_seed(0)
+        masked = SpecAugment(freq_mask=4, time_mask=6, num_masks=2, fill=fill)(segments)
+        changed = masked != segments
+        assert changed.any(dim=(1, 2)).float().mean() > 0.9    # nearly every segment has a mask
+        assert torch.equal(masked[changed], expected.expand_as(segments)[changed])
+    assert torch.equal(masked[:, :, 20:], segments[:, :, 20:])  # min fill: the padding stays silent
+    assert torch.equal(SpecAugment(0, 0, 2)(segments), segments)  # no masks, no change

@@ -86,6 +86,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("model=vit model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
     ("optim.lr=0", r"optim.lr=0 is invalid: allowed numbers in \[1e-12, inf\)"),
     ("augment.num_masks=0", r"augment.num_masks=0 is invalid: allowed integers >= 1"),
+    ("augment=specaugment augment.mask_fill=max", r"augment.mask_fill='max' is invalid: allowed \['mean', 'min'\]"),
     ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: allowed null, -1 \(no limit\) or integers >= 1"),
     ("trainer.max_steps=0", r"trainer.max_steps=0 is invalid: allowed -1 \(no limit\) or integers >= 1"),
     ("trainer.max_steps=-1", r"trainer.max_steps=-1 and trainer.max_epochs=None set no training budget"),

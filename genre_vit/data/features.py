@@ -121,18 +121,30 @@ class MelFeatures(SegmentFeatures):
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **floor_setting(top_db)}
 
 
+MASK_FILLS = ("mean", "min")
+
+
 class SpecAugment(nn.Module):
     """Training-time masking of (B, F, T) normalised segments (Park et al., 2019).
 
     `num_masks` frequency bands of up to `freq_mask` rows and time spans of up to `time_mask`
-    columns are set to 0 (the normalised mean), drawn independently for every segment.
+    columns, drawn independently for every segment, are set to `fill`: "mean", 0 (the normalised
+    mean, as the paper), or "min", each row's minimum in the segment: the silence of a clip
+    padded with silence, where a mean-level mask would add sound that the clip never has.
     """
 
-    def __init__(self, freq_mask: int, time_mask: int, num_masks: int):
+    def __init__(self, freq_mask: int, time_mask: int, num_masks: int, fill: str = "mean"):
         super().__init__()
+        if fill not in MASK_FILLS:
+            raise ValueError(f"fill={fill!r}: one of {MASK_FILLS}")
+        self.fill = fill
         self.masks = nn.Sequential(*(
             [T.FrequencyMasking(freq_mask, iid_masks=True)] * (num_masks if freq_mask else 0)
             + [T.TimeMasking(time_mask, iid_masks=True)] * (num_masks if time_mask else 0)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.masks(x.unsqueeze(1)).squeeze(1) if len(self.masks) else x
+        if not len(self.masks):
+            return x
+        masked = self.masks(torch.ones_like(x).unsqueeze(1)).squeeze(1) == 0   # the drawn bands and spans
+        fill = x.amin(dim=-1, keepdim=True) if self.fill == "min" else x.new_zeros(())
+        return torch.where(masked, fill, x)
