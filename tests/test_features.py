@@ -3,6 +3,9 @@ import pytest
 import torch
 
 from genre_vit.data.features import MelFeatures, Segmenter, SpecAugment, StftFeatures
+from genre_vit.module import GenreClassifier
+from tests.conftest import compose_config
+from tests.tiny_net import BandMeans
 
 
 def stft(**overrides) -> StftFeatures:
@@ -84,3 +87,11 @@ def test_spec_augment_masks_bands_and_spans_with_the_mean_or_each_rows_silence()
         assert torch.equal(masked[changed], expected.expand_as(segments)[changed])
     assert torch.equal(masked[:, :, 20:], segments[:, :, 20:])  # min fill: the padding stays silent
     assert torch.equal(SpecAugment(0, 0, 2)(segments), segments)  # no masks, no change
+
+
+def test_the_mask_fill_reaches_the_training_module_and_checkpoints_before_it_read_as_the_mean():
+    augment = compose_config("augment=specaugment", "augment.mask_fill=min").module.augment
+    assert augment.mask_fill == "min"
+    for settings, fill in ((dict(augment), "min"), ({k: v for k, v in augment.items() if k != "mask_fill"}, "mean")):
+        module = GenreClassifier(BandMeans([20, 30], 2), 20, torch.optim.SGD, None, 0.0, ["a", "b"], settings, seed=0)
+        assert module.spec_augment.fill == fill and module.hparams.augment == settings
