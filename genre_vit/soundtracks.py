@@ -16,8 +16,9 @@ module mixes and resamples); each is cut from the middle of a track at least 10 
 random span of 1 to 5 s keeps its sound and the rest is digital silence, like the short events
 padded to a fixed length of environmental-sound sets (ESC-50).
 
-`<out>/SHA256SUMS` lists the packages and every clip a build wrote: Debian's point releases
-can replace a package, so compare two builds' lists before comparing their numbers.
+`<out>/SHA256SUMS` lists the packages and every clip a build wrote. Compare two builds' lists
+before their numbers: a package may have been replaced; if the lists match, a difference in
+accuracy comes from the hosts' floating point (one host rebuilds the same bytes every time).
 """
 from __future__ import annotations
 
