@@ -185,7 +185,9 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
         written = write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed)
         print(f"{label}: {len(written)} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
-        debs += [deb] if (deb := downloaded(package, out / "debs")) else []   # gone if removed after unpacking
+        deb = downloaded(package, out / "debs")
+        if deb is not None:   # None: removed after unpacking
+            debs.append(deb)
         excerpts += written
     clips = []
     if events is not None:
