@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from genre_vit import CONFIG_DIR
 from genre_vit.data.cache import FeatureCache, extract_spectrograms, file_stamps
 from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler, EpochBatchSampler, SegmentBatchDataset
+from genre_vit.data.features import PitchTimeWarp
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.inference import Predictor
 from genre_vit.recipe import Recipe, build_features
@@ -79,7 +80,8 @@ class StepClock(L.Callback):
 
 def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batches: int) -> DataLoader:
     """`batches` training batches of dB-like noise, as the config's datamodule builds them: fixed
-    windows, or random crops (data.random_crops) of 30 s spectrograms; its dataset is Timed."""
+    windows, or random crops (data.random_crops, deformed as the augment group says) of 30 s
+    spectrograms; its dataset is Timed."""
     generator = torch.Generator().manual_seed(0)
     if not cfg.data.random_crops:
         count = batch_size * batches
@@ -90,10 +92,12 @@ def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batc
     length = torch.full((tracks,), int(30 * features.frame_rate))
     frames = torch.randn(features.num_bins, int(length.sum()), generator=generator) * 10 - 40
     labels = torch.arange(tracks) % NUM_CLASSES
-    data = TimedCrops(frames, length.cumsum(0) - length, length, labels, torch.arange(tracks), features.segment_frames,
-                      features.resize)
-    return DataLoader(data, sampler=CropBatchSampler(length, features.segment_frames, batch_size, batches, seed=0),
-                      batch_size=None)
+    window, deform = features.segment_frames, (cfg.data.time_stretch, cfg.data.pitch_shift)
+    sampler = CropBatchSampler(length, window, batch_size, batches, 0, 0, 1, *deform)
+    warp = PitchTimeWarp(features.row_hz, window) if sampler.deforms else None
+    data = TimedCrops(frames, length.cumsum(0) - length, length, labels, torch.arange(tracks), window, features.resize,
+                      warp)
+    return DataLoader(data, sampler=sampler, batch_size=None)
 
 
 def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:

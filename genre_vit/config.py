@@ -104,6 +104,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "augment.num_masks": _int(1),
     "augment.mask_fill": _one_of(*MASK_FILLS),
     "augment.mixup_alpha": _number(0),
+    "augment.time_stretch": _number(1),
+    "augment.pitch_shift": _number(0, 12, open_high=False),
     "callbacks.weight_averaging.decay": _number(0, 1),
     "callbacks.weight_averaging.start_fraction": _number(0, 1),
     "callbacks.weight_averaging.bn_batches": _int(0),
@@ -137,6 +139,12 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
         raise ConfigError(f"trainer.max_steps={trainer.get('max_steps', -1)} and trainer.max_epochs="
                           f"{trainer.get('max_epochs')} set no training budget: set trainer.max_steps (optimizer "
                           "steps) or trainer.max_epochs")
+    augment = cfg.get("augment") or {}
+    deforming = [f"augment.{k}={augment[k]}" for k, off in (("time_stretch", 1), ("pitch_shift", 0))
+                 if augment.get(k, off) != off]
+    if deforming and not cfg.data.get("random_crops", True):
+        raise ConfigError(f"{deforming[0]} deforms random crops, but data.random_crops=false: set data.random_crops=true "
+                          "or leave the deformations off")
     model = cfg.model
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "

@@ -1,10 +1,13 @@
-"""The small-data recipe: a budget in optimizer steps, random crops of whole spectrograms, and the
-transformer levers (convolutional tokenizer, overlapping patches, stochastic depth, EMA)."""
+"""The small-data recipe: a budget in optimizer steps, random crops of whole spectrograms (pitch-
+shifted and time-stretched on request), and the transformer levers (convolutional tokenizer,
+overlapping patches, stochastic depth, EMA)."""
+import math
+
 import pytest
 import torch
 
 from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
-from genre_vit.data.features import Resize
+from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
 from tests.conftest import TINY, train_in_process
 
@@ -40,6 +43,57 @@ def test_crop_draws_are_shared_out_between_processes_once_each():
     start = (torch.rand(48, generator=generator) * (length[k] - 100 + 1)).long()
     assert len(parts[0]) == len(parts[1]) == 24
     assert sorted(parts[0] + parts[1]) == sorted(zip(k.tolist(), start.tolist()))
+
+
+def test_deformed_crop_draws_stay_inside_their_track_and_their_ranges():
+    length = torch.tensor([300, 128, 1000])
+    sampler = CropBatchSampler(length, 128, batch_size=64, batches=4, seed=3, time_stretch=1.25, pitch_shift=3)
+    draws = torch.tensor([draw for batch in sampler for draw in batch])
+    k, start, width, cents = draws.unbind(1)
+    assert (width >= 102).all() and (width <= torch.clamp(length[k], max=160)).all()  # 128 / 1.25 .. 128 * 1.25
+    assert (width < 128).any() and (width[k != 1] > 128).any() and (width[k == 1] <= 128).all()  # a 128-frame track: slower only
+    assert (start >= 0).all() and (start + width <= length[k]).all()
+    assert cents.abs().max() <= 300 and cents.unique().numel() > 100
+    assert torch.equal(torch.tensor([d for batch in sampler for d in batch]), draws)  # replayable, as undeformed draws
+
+
+@pytest.mark.parametrize("features", [
+    MelFeatures(22050, 1024, 512, 128, 0.0, None, "hann", 8, 8, None),
+    StftFeatures(22050, 1024, 512, "hann", 8, 8, None),
+], ids=["mel", "stft"])
+def test_a_pitch_shift_moves_a_tone_to_the_rows_of_the_shifted_tone(features):
+    tone = lambda hz: features.spectrogram(torch.sin(2 * math.pi * hz * torch.arange(22050) / 22050))
+    peak_row = lambda spectrogram: int(spectrogram.mean(dim=-1).argmax())
+    low, fourth_up = tone(440.0), tone(440.0 * 2 ** (5 / 12))
+    shifted = PitchTimeWarp(features.row_hz, 8)(low, torch.tensor([10]), torch.tensor([8]), torch.tensor([500]))[0]
+    assert peak_row(low) < peak_row(shifted) and abs(peak_row(shifted) - peak_row(fourth_up)) <= 1
+
+
+def test_a_time_stretch_reads_a_longer_or_shorter_span_into_the_window():
+    frames = torch.arange(1000.0).expand(3, 1000)  # each column holds its index
+    j = torch.arange(100.0)
+    faster, slower = PitchTimeWarp(torch.tensor([100.0, 200.0, 300.0]), 100)(
+        frames, torch.tensor([10, 10]), torch.tensor([200, 50]), torch.tensor([0, 0]))
+    assert torch.allclose(faster, (10 + 2 * j + 0.5).expand(3, 100))          # 200 frames in 100 columns
+    assert torch.allclose(slower, (10 + (j / 2 - 0.25).clamp(0, 49)).expand(3, 100))  # 50 frames in 100 columns
+
+
+def test_undeformed_warped_crops_are_exactly_the_windows():
+    length = torch.tensor([300, 129])
+    frames = torch.randn(128, int(length.sum()))
+    features = MelFeatures(22050, 1024, 512, 128, 0.0, None, "hann", 128, 64, None)
+    data = CropBatchDataset(frames, length.cumsum(0) - length, length, torch.tensor([0, 1]), torch.tensor([0, 1]), 128,
+                            Resize(None), PitchTimeWarp(features.row_hz, 128))
+    draws = [[0, 0, 128, 0], [0, 172, 128, 0], [1, 1, 128, 0]]
+    assert torch.equal(data[draws][0], torch.stack([frames[:, 0:128], frames[:, 172:300], frames[:, 301:429]]))
+
+
+def test_the_pitch_tempo_preset_deforms_every_training_crop(tmp_path, shared_cache, monkeypatch):
+    crops = []
+    forward = PitchTimeWarp.forward
+    monkeypatch.setattr(PitchTimeWarp, "forward", lambda self, *args: crops.append(forward(self, *args)) or crops[-1])
+    record = train_in_process(tmp_path / "run", *TINY, "augment=pitch_tempo", f"paths.cache_dir={shared_cache}")
+    assert record["status"] == "completed" and len(crops) >= record["steps"]
 
 
 def test_overlapping_patches_give_the_ast_grid():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
-from genre_vit.data.features import Resize, SegmentFeatures
+from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
 from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
 
@@ -85,40 +86,60 @@ class CropBatchDataset(Dataset):
     """Random windows of whole-track spectrograms: a batch of (track, start) draws -> one batch.
 
     Track k (of the K given) has frames `frames[:, begin[k]:begin[k] + length[k]]`; a draw (k, s)
-    is its `window` frames from s, resized as the fixed windows are. Yields (segments (B, F, T),
-    labels (B,), track ids (B,)) like SegmentBatchDataset, by tensor indexing.
+    is its `window` frames from s, resized as the fixed windows are. With `warp`, a draw
+    (k, s, width, cents) is `width` frames from s, resampled to `window` and pitch-shifted by
+    `cents` (PitchTimeWarp). Yields (segments (B, F, T), labels (B,), track ids (B,)) like
+    SegmentBatchDataset, by tensor indexing.
     """
 
     def __init__(self, frames: torch.Tensor, begin: torch.Tensor, length: torch.Tensor, labels: torch.Tensor,
-                 tracks: torch.Tensor, window: int, resize: Resize):
+                 tracks: torch.Tensor, window: int, resize: Resize, warp: PitchTimeWarp | None = None):
         self.frames, self.begin, self.length = frames, begin, length
-        self.labels, self.tracks, self.window, self.resize = labels, tracks, window, resize
+        self.labels, self.tracks, self.window, self.resize, self.warp = labels, tracks, window, resize, warp
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, draws: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        k, start = torch.as_tensor(draws).unbind(1)
-        columns = (self.begin[k] + start).unsqueeze(1) + torch.arange(self.window)
-        return self.resize(self.frames[:, columns].permute(1, 0, 2).float()), self.labels[k], self.tracks[k]
+        k, start, *deformation = torch.as_tensor(draws).unbind(1)
+        start = self.begin[k] + start
+        if self.warp is not None:
+            crops = self.warp(self.frames, start, *deformation)
+        else:
+            crops = self.frames[:, start.unsqueeze(1) + torch.arange(self.window)].permute(1, 0, 2).float()
+        return self.resize(crops), self.labels[k], self.tracks[k]
 
 
 class CropBatchSampler(EpochBatchSampler):
     """Batch sampler of random crops: `batches` batches per epoch of (track, start) draws, the
     track uniform over the K tracks of `length` frames, the start uniform over its windows of
-    `window` frames. Draws depend on (seed, epoch) only, so a resumed run sees the same batches;
-    under DDP process `rank` takes every world-th draw."""
+    `window` frames. With `time_stretch` > 1 or `pitch_shift` > 0 a draw is (track, start,
+    width, cents): the crop spans `width` frames, `window` times a factor log-uniform in
+    [1 / time_stretch, time_stretch] (at most the track), and is shifted by cents uniform in
+    +-100 * pitch_shift. Draws depend on (seed, epoch) only, so a resumed run sees the same
+    batches; under DDP process `rank` takes every world-th draw."""
 
     def __init__(self, length: torch.Tensor, window: int, batch_size: int, batches: int, seed: int, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, time_stretch: float = 1.0, pitch_shift: float = 0.0):
         super().__init__(batches * batch_size * world, batch_size, True, seed, rank, world)
         self.length, self.window = length, window
+        self.time_stretch, self.pitch_shift = time_stretch, pitch_shift
+
+    @property
+    def deforms(self) -> bool:
+        return self.time_stretch > 1 or self.pitch_shift > 0
 
     def _positions(self) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
         k = torch.randint(len(self.length), (self.size,), generator=generator)
-        start = (torch.rand(self.size, generator=generator) * (self.length[k] - self.window + 1)).long()
-        return torch.stack([k, start], dim=1)[self.rank :: self.world]
+        width = torch.full_like(k, self.window)
+        if self.deforms:
+            log_stretch = (torch.rand(self.size, generator=generator) * 2 - 1) * math.log(self.time_stretch)
+            width = torch.minimum((self.window * log_stretch.exp()).round().long(), self.length[k])
+            cents = ((torch.rand(self.size, generator=generator) * 2 - 1) * 100 * self.pitch_shift).round().long()
+        start = (torch.rand(self.size, generator=generator) * (self.length[k] - width + 1)).long()
+        draws = [k, start, width, cents] if self.deforms else [k, start]
+        return torch.stack(draws, dim=1)[self.rank :: self.world]
 
 
 NORMALIZATIONS = ("per_bin", "global")
@@ -146,7 +167,8 @@ class GenreDataModule(L.LightningDataModule):
     a track's score is the mean over them. Training batches are the same fixed windows, shuffled
     each epoch, or with `random_crops` windows cut at random places of the training tracks at
     every step (`batches_per_epoch` batches between validations): many more distinct examples
-    from the same tracks.
+    from the same tracks; `time_stretch` (> 1) and `pitch_shift` (semitones, > 0) also stretch
+    and shift each crop at random (CropBatchSampler, PitchTimeWarp).
     """
 
     def __init__(
@@ -166,6 +188,8 @@ class GenreDataModule(L.LightningDataModule):
         test_fraction: float,
         normalization: str,
         random_crops: bool,
+        time_stretch: float,
+        pitch_shift: float,
         batches_per_epoch: int,
         batch_size: int,
         eval_batch_size: int,
@@ -322,8 +346,10 @@ class GenreDataModule(L.LightningDataModule):
         begin, end = spectrograms.offsets[:-1][chosen], spectrograms.offsets[1:][chosen]
         tracks = spectrograms.track_index[chosen]
         labels = torch.as_tensor(self.track_list.labels)[tracks]
-        return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, self.features.segment_frames,
-                                self.features.resize)
+        window, hp = self.features.segment_frames, self.hparams
+        warp = PitchTimeWarp(self.features.row_hz, window) if hp.time_stretch > 1 or hp.pitch_shift > 0 else None
+        return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, window, self.features.resize,
+                                warp)
 
     def _report_skipped(self, table: SegmentTable) -> int:
         """Print the counts and write `skipped.csv` (files that cannot be used) and `missing.csv`
@@ -364,7 +390,7 @@ class GenreDataModule(L.LightningDataModule):
             return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
         hp = self.hparams
         batches = CropBatchSampler(self.train_crops.length, self.train_crops.window, hp.batch_size,
-                                   hp.batches_per_epoch, hp.seed, *self._rank_world())
+                                   hp.batches_per_epoch, hp.seed, *self._rank_world(), hp.time_stretch, hp.pitch_shift)
         batches.resume_at = self.resume_at
         return DataLoader(self.train_crops, sampler=batches, batch_size=None)
 

@@ -1,6 +1,7 @@
 """Waveform -> log-spectrogram -> fixed-length segments -> images, as torchaudio-style modules."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -69,9 +70,10 @@ class SegmentFeatures(nn.Module):
     zero padding lies just under the quietest sound kept instead of tens of dB below it.
     """
 
-    def __init__(self, spectrogram: nn.Module, num_bins: int, frame_rate: float, segment_frames: int,
+    def __init__(self, spectrogram: nn.Module, row_hz: torch.Tensor, frame_rate: float, segment_frames: int,
                  segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
         super().__init__()
+        num_bins = len(row_hz)
         if segment_frames < 1 or segment_step < 1:
             raise ValueError(f"segment_frames={segment_frames} and segment_step={segment_step} must both be >= 1")
         if top_db is not None and not top_db > 0:
@@ -82,6 +84,7 @@ class SegmentFeatures(nn.Module):
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
         self.segment_seconds = segment_frames / frame_rate
         self.num_bins, self.frame_rate, self.segment_frames = num_bins, frame_rate, segment_frames
+        self.row_hz = row_hz  # (num_bins,) centre frequency of each row, Hz, increasing: for pitch shifts
         # Everything that changes the spectrogram: the feature cache is keyed by it (with the
         # segment length, which decides how short clips are padded); checkpoints carry the config.
         self.settings: dict = {}
@@ -102,10 +105,18 @@ class StftFeatures(SegmentFeatures):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
                  segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
         spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
-        super().__init__(spec, n_fft // 2 + 1, sample_rate / hop_length, segment_frames, segment_step, image_size,
-                         top_db)
+        super().__init__(spec, torch.linspace(0, sample_rate / 2, n_fft // 2 + 1), sample_rate / hop_length,
+                         segment_frames, segment_step, image_size, top_db)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "window": window, **floor_setting(top_db)}
+
+
+def mel_centres(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """(n_mels,) centre frequencies in Hz of torchaudio's mel filterbank (HTK scale, as MelSpectrogram's
+    default): n_mels + 2 points evenly spaced in mel from f_min to f_max, less the two ends."""
+    to_mel = lambda hz: 2595.0 * math.log10(1.0 + hz / 700.0)
+    mels = torch.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2, dtype=torch.float64)[1:-1]
+    return (700.0 * (10.0 ** (mels / 2595.0) - 1.0)).float()
 
 
 class MelFeatures(SegmentFeatures):
@@ -116,7 +127,8 @@ class MelFeatures(SegmentFeatures):
                  image_size: Sequence[int] | None, top_db: float | None = None):
         spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                 f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
-        super().__init__(spec, n_mels, sample_rate / hop_length, segment_frames, segment_step, image_size, top_db)
+        super().__init__(spec, mel_centres(n_mels, f_min, f_max or sample_rate / 2), sample_rate / hop_length,
+                         segment_frames, segment_step, image_size, top_db)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **floor_setting(top_db)}
 
@@ -148,3 +160,47 @@ class SpecAugment(nn.Module):
         masked = self.masks(torch.ones_like(x).unsqueeze(1)).squeeze(1) == 0   # the drawn bands and spans
         fill = x.amin(dim=-1, keepdim=True) if self.fill == "min" else x.new_zeros(())
         return torch.where(masked, fill, x)
+
+
+class PitchTimeWarp(nn.Module):
+    """Crops of whole-track spectrograms, each pitch-shifted and time-stretched on its own: the
+    label-preserving deformations that helped most in the published augmentation studies of
+    singing-voice detection (Schlüter & Grill, ISMIR 2015) and urban sound classification
+    (Salamon & Bello, IEEE SPL 2017), done on the spectrogram by bilinear resampling.
+
+    `frames` (F, N) holds the tracks side by side; crop b reads `width[b]` frames from column
+    `start[b]` and resamples them to `window` columns (width > window: faster, width < window:
+    slower), with row f reading the frequency `row_hz[f] / 2 ** (cents[b] / 1200)` (cents > 0: higher).
+    Rows and columns outside the read range repeat its edge. -> (B, F, window) float32.
+    With width == window and cents == 0 a crop is exactly `frames[:, start:start + window]`.
+    """
+
+    def __init__(self, row_hz: torch.Tensor, window: int):
+        super().__init__()
+        self.row_hz, self.window = row_hz.double(), window
+
+    def source_rows(self, cents: torch.Tensor) -> torch.Tensor:
+        """(B,) cents -> (B, F) fractional rows to read: where row_hz / ratio lies between the row centres."""
+        hz = self.row_hz / torch.pow(2.0, cents.double() / 1200).unsqueeze(1)
+        upper = torch.searchsorted(self.row_hz, hz).clamp(1, len(self.row_hz) - 1)
+        low_hz, high_hz = self.row_hz[upper - 1], self.row_hz[upper]
+        return (upper - 1 + ((hz - low_hz) / (high_hz - low_hz)).clamp(0, 1)).float()
+
+    def source_columns(self, start: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+        """(B,) starts and widths -> (B, window) fractional columns: `window` evenly spaced points over each span."""
+        step = width.double().unsqueeze(1) / self.window
+        offset = ((torch.arange(self.window, dtype=torch.float64) + 0.5) * step - 0.5).clamp_min(0)
+        return (start.unsqueeze(1) + torch.minimum(offset, width.unsqueeze(1) - 1.0)).float()
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor, start: torch.Tensor, width: torch.Tensor, cents: torch.Tensor) -> torch.Tensor:
+        # Separable: columns first (two reads of the big table), then rows of the small result.
+        columns = self.source_columns(start, width)
+        c0 = columns.floor().long()
+        c1 = torch.minimum(c0 + 1, columns.ceil().long())
+        crops = torch.lerp(frames[:, c0].float(), frames[:, c1].float(), columns - c0).permute(1, 0, 2)  # (B, F, window)
+        rows = self.source_rows(cents)
+        r0 = rows.floor().long()
+        r1 = (r0 + 1).clamp_max(frames.shape[0] - 1)
+        read = lambda r: crops.gather(1, r.unsqueeze(2).expand(-1, -1, self.window))
+        return torch.lerp(read(r0), read(r1), (rows - r0).unsqueeze(2))
