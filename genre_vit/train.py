@@ -219,7 +219,8 @@ def cross_validate(cfg: DictConfig) -> dict:
 
 
 EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment")  # what the HPARAMS tab shows, with seed and fold
-NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers", "compile")
+NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers", "compile",
+                  "data.time_stretch", "data.pitch_shift")  # the last two: augment's, shown there
 
 
 def experiment_settings(cfg: DictConfig) -> dict:
@@ -230,7 +231,7 @@ def experiment_settings(cfg: DictConfig) -> dict:
         out = {}
         for key, value in node.items():
             name = f"{prefix}/{key}" if prefix else key
-            if str(key).startswith("_") or any(name.endswith(f"/{skip.replace('.', '/')}") for skip in NOT_EXPERIMENT):
+            if str(key).startswith("_") or any(f"/{name}".endswith(f"/{skip.replace('.', '/')}") for skip in NOT_EXPERIMENT):
                 continue
             out.update(flat(value, name) if isinstance(value, dict) else {name: value})
         return out
