@@ -110,6 +110,11 @@ class CropBatchDataset(Dataset):
         return self.resize(crops), self.labels[k], self.tracks[k]
 
 
+def deforms(time_stretch: float, pitch_shift: float) -> bool:
+    """Whether crops are stretched (factor > 1) or pitch-shifted (semitones > 0)."""
+    return time_stretch > 1 or pitch_shift > 0
+
+
 class CropBatchSampler(EpochBatchSampler):
     """Batch sampler of random crops: `batches` batches per epoch of (track, start) draws, the
     track uniform over the K tracks of `length` frames, the start uniform over its windows of
@@ -127,7 +132,7 @@ class CropBatchSampler(EpochBatchSampler):
 
     @property
     def deforms(self) -> bool:
-        return self.time_stretch > 1 or self.pitch_shift > 0
+        return deforms(self.time_stretch, self.pitch_shift)
 
     def _positions(self) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
@@ -347,7 +352,7 @@ class GenreDataModule(L.LightningDataModule):
         tracks = spectrograms.track_index[chosen]
         labels = torch.as_tensor(self.track_list.labels)[tracks]
         window, hp = self.features.segment_frames, self.hparams
-        warp = PitchTimeWarp(self.features.row_hz, window) if hp.time_stretch > 1 or hp.pitch_shift > 0 else None
+        warp = PitchTimeWarp(self.features.row_hz, window) if deforms(hp.time_stretch, hp.pitch_shift) else None
         return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, window, self.features.resize,
                                 warp)
 
