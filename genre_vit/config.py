@@ -14,7 +14,7 @@ from genre_vit.data.datamodule import NORMALIZATIONS
 from genre_vit.data.features import MASK_FILLS, WINDOWS, SegmentFeatures
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.cnn import downsampling
-from genre_vit.models.vit import POOLS, check_patch_grid
+from genre_vit.models.vit import check_patch_grid
 from genre_vit.runs import LOGGED_METRICS
 
 
@@ -93,7 +93,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.mlp_ratio": _number(1e-6),
     "model.dropout": _number(0, 1),
     "model.head_hidden": _int(0),
-    "model.pool": _one_of(*POOLS),
     "model.channels": _list_of_ints(non_empty=True),
     "model.stem_patch": ((lambda v: v is None or _pair_of_ints(v)), "null (no patch stem) or two integers >= 1"),
     "optim.lr": _number(1e-12),
@@ -146,6 +145,9 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
         raise ConfigError(f"{deforming[0]} deforms random crops, but data.random_crops=false: set data.random_crops=true "
                           "or leave the deformations off")
     model = cfg.model
+    pools = getattr(hydra.utils.get_class(model._target_), "POOLS", None) if "pool" in model else None
+    if pools is not None and model.pool not in pools:  # each network names its own poolings
+        raise ConfigError(f"model.pool={model.pool!r} is invalid: allowed {list(pools)}")
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")

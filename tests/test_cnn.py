@@ -81,3 +81,28 @@ def test_one_optimisation_step_reduces_the_loss_on_a_fixed_batch():
     before.backward()
     optimizer.step()
     assert F.cross_entropy(net(x), y) < before
+
+
+def test_time_pooling_keeps_which_band_a_pattern_is_in():
+    net = make_cnn((128, 32), pool="time").eval()
+    maps = torch.zeros(1, CHANNELS[-1], 8, 2)
+    low, high = maps.clone(), maps.clone()
+    low[:, :, 0], high[:, :, 7] = 1.0, 1.0  # the same pattern in the lowest or the highest row
+    assert torch.equal(make_cnn(pool="mean").pooled(low), make_cnn(pool="mean").pooled(high))  # mean: one place
+    assert net.pooled(low).shape == (1, CHANNELS[-1] * 8) and not torch.equal(net.pooled(low), net.pooled(high))
+    assert net.head[-1].in_features == CHANNELS[-1] * 8
+
+
+def test_time_stats_pooling_reads_each_rows_mean_and_std_over_time():
+    net = make_cnn((128, 32), pool="time_stats").eval()
+    maps = torch.randn(2, CHANNELS[-1], 8, 5)
+    expected = torch.cat([maps.mean(-1), maps.std(-1, correction=0)], dim=1).flatten(1)
+    torch.testing.assert_close(net.pooled(maps), expected)
+    assert net(torch.randn(2, 128, 32)).shape == (2, 10) and net(torch.randn(2, 128, 96)).shape == (2, 10)  # any length
+
+
+def test_pools_that_keep_rows_refuse_another_number_of_rows_and_unknown_pools_are_refused():
+    with pytest.raises(ValueError, match=r"the head expects 8 rows of maps \(inputs of 128 rows\), got 4"):
+        make_cnn((128, 32), pool="time")(torch.randn(1, 64, 32))
+    with pytest.raises(ValueError, match=r"pool 'max' is not one of \['mean', 'time', 'time_stats'\]"):
+        make_cnn(pool="max")

@@ -84,6 +84,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("model=vit model.drop_path=1", r"model.drop_path=1 is invalid: allowed numbers in \[0, 1\)"),
     ("model=vit model.stem_channels=[16,0]", r"model.stem_channels=\[16, 0\] is invalid: allowed a list of integers"),
     ("model=vit model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
+    ("model.pool=cls", r"model.pool='cls' is invalid: allowed \['mean', 'time', 'time_stats'\]"),  # each network its own
     ("optim.lr=0", r"optim.lr=0 is invalid: allowed numbers in \[1e-12, inf\)"),
     ("augment.num_masks=0", r"augment.num_masks=0 is invalid: allowed integers >= 1"),
     ("augment=specaugment augment.mask_fill=max", r"augment.mask_fill='max' is invalid: allowed \['mean', 'min'\]"),

@@ -16,6 +16,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# How the last feature maps (B, C, F', T') become the head's input:
+#   mean: the mean over frequency and time, (B, C): which patterns occur, wherever they are;
+#   time: the mean over time of every row, (B, C * F'): which patterns occur in which band;
+#   time_stats: the mean and std over time of every row, (B, 2 * C * F'): and how they vary
+#   (the statistics pooling of x-vectors, over a frequency-aware map, like the classical
+#   baseline's per-band means and stds of learned features instead of dB values).
+POOLS = ("mean", "time", "time_stats")
+
 
 class ConvBlock(nn.Sequential):
     """(B, C_in, F, T) -> (B, C_out, F // 2, T // 2): conv3x3 (same padding), maxpool 2x2, BatchNorm, ReLU.
@@ -61,11 +69,15 @@ class SpectrogramCNN(nn.Module):
     One block per entry of `channels` (its output channels): a ConvBlock, which halves F and T,
     or, with `stem_patch`, a PatchStem with the first entry's channels. The input needs at least
     `downsampling(channels, stem_patch)` rows and columns; global average pooling makes the
-    network accept any such size (`img_size` is only checked against that minimum).
+    network accept any such size (`img_size` is only checked against that minimum). `pool` (one of
+    POOLS) turns the last maps into the head's features; `time` and `time_stats` keep the rows,
+    so they need inputs of exactly `img_size[0]` rows.
     """
 
+    POOLS = POOLS
+
     def __init__(self, *, img_size: Sequence[int], num_classes: int, channels: Sequence[int], dropout: float,
-                 stem_patch: Sequence[int] | None = None):
+                 stem_patch: Sequence[int] | None = None, pool: str = "mean"):
         super().__init__()
         channels = [int(c) for c in channels]
         if not channels or min(channels) <= 0:
@@ -73,11 +85,16 @@ class SpectrogramCNN(nn.Module):
         patch = tuple(int(p) for p in stem_patch) if stem_patch else None
         if patch is not None and (len(patch) != 2 or min(patch) <= 0):
             raise ValueError(f"stem_patch must be two positive ints, got {list(stem_patch)}")
+        if pool not in POOLS:
+            raise ValueError(f"pool {pool!r} is not one of {list(POOLS)}")
         self.min_size = downsampling(channels, patch)
         self._check_size(img_size)
+        self.pool, self.img_rows = pool, int(img_size[0])
+        self.map_rows = self.img_rows // self.min_size[0]  # F' of the last maps
         first = PatchStem(1, channels[0], patch) if patch else ConvBlock(1, channels[0])
         self.features = nn.Sequential(first, *(ConvBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels[-1], num_classes))
+        width = channels[-1] * {"mean": 1, "time": self.map_rows, "time_stats": 2 * self.map_rows}[pool]
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, num_classes))
         self.apply(self._init_weights)
         self.to(memory_format=torch.channels_last)
 
@@ -104,9 +121,21 @@ class SpectrogramCNN(nn.Module):
         self._check_size(x.shape[-2:])
         return self.features(x.contiguous(memory_format=torch.channels_last))
 
+    def pooled(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, C, F', T') -> (B, width) features for the head, as `pool` says."""
+        if self.pool == "mean":
+            return maps.mean(dim=(-2, -1))
+        if maps.shape[-2] != self.map_rows:
+            raise ValueError(f"pool={self.pool!r} keeps the frequency rows: the head expects {self.map_rows} rows of "
+                             f"maps (inputs of {self.img_rows} rows), got {maps.shape[-2]}")
+        mean = maps.mean(dim=-1)
+        if self.pool == "time":
+            return mean.flatten(1)
+        return torch.cat([mean, maps.std(dim=-1, correction=0)], dim=1).flatten(1)
+
     def forward_head(self, maps: torch.Tensor) -> torch.Tensor:
-        """(B, C, F', T') -> (B, num_classes): global average pool, dropout, linear."""
-        return self.head(maps.mean(dim=(-2, -1)))
+        """(B, C, F', T') -> (B, num_classes): pool, dropout, linear."""
+        return self.head(self.pooled(maps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -169,6 +169,8 @@ class SpectrogramViT(nn.Module):
     stochastic depth of the last block, rising linearly from 0 at the first (as timm).
     """
 
+    POOLS = POOLS
+
     def __init__(
         self,
         *,
