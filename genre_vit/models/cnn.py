@@ -2,10 +2,11 @@
 
 The standard recipe of the environmental-sound literature (on ESC-50 a 2-layer CNN reaches
 64.5%, 72.4% with batch norm): blocks of conv3x3 -> maxpool 2x2 -> BatchNorm -> ReLU, then
-global average pooling (or per-row statistics over time: POOLS), dropout and a linear head. An optional patch stem (a conv whose kernel
-and stride are the patch, as ConvNeXt's and AST's non-overlapping patches) replaces the first
-block: the full-resolution layers of narrow channels are memory-bound on CPUs, and the stem
-moves the work into wide convolutions (the default: a 2x2 stem, then 64-128-256 channels).
+global average pooling (or per-row statistics over time: POOLS), dropout and a linear head. An
+optional patch stem (a conv whose kernel and stride are the patch, as ConvNeXt's and AST's
+non-overlapping patches) replaces the first block: the full-resolution layers of narrow
+channels are memory-bound on CPUs, and the stem moves the work into wide convolutions (the
+default: a 2x2 stem, then 64-128-256 channels).
 Shapes use B (batch), F (frequency rows), T (time columns), C (channels). The network runs
 channels-last (NHWC), the layout oneDNN and cuDNN convolve fastest.
 """
