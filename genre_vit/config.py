@@ -252,13 +252,17 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     if patch is None:
         return
     image = f"the input image {[rows, cols]}"
-    stem = cfg.model.get("stem_channels") or []
-    if stem:  # the stem halves both sides once per block
-        scale = 2 ** len(stem)
-        if rows % scale or cols % scale:
-            raise ConfigError(f"model.stem_channels={list(stem)} halves {image} {len(stem)} times, so both sides must "
-                              f"be multiples of {scale}")
-        rows, cols = rows // scale, cols // scale
+    stem, stem_patch = cfg.model.get("stem_channels") or [], cfg.model.get("stem_patch")
+    if stem_patch and not stem:
+        raise ConfigError(f"model.stem_patch={list(stem_patch)} replaces the first block of model.stem_channels, "
+                          "which is empty: set both, or model.stem_patch=null")
+    if stem:  # a patch stem divides both sides by its patch, each further block halves them
+        scale = downsampling(list(stem), list(stem_patch) if stem_patch else None)
+        if rows % scale[0] or cols % scale[1]:
+            with_patch = f" after model.stem_patch={list(stem_patch)}" if stem_patch else ""
+            raise ConfigError(f"model.stem_channels={list(stem)}{with_patch} divides {image} by {list(scale)}, so its "
+                              f"sides must be multiples of {scale[0]} and {scale[1]}")
+        rows, cols = rows // scale[0], cols // scale[1]
         image = f"the stem's {[rows, cols]} maps (of {image})"
     patch, stride = list(patch), cfg.model.get("patch_stride")
     try:

@@ -8,6 +8,7 @@ import torch
 
 from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures
+from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
 from tests.conftest import TINY, train_in_process
 
@@ -106,8 +107,19 @@ def test_overlapping_patches_give_the_ast_grid():
 def test_the_convolutional_tokenizer_makes_one_token_per_position_of_its_maps():
     tokens = ConvTokenizer([128, 64], [1, 1], 32, None, [8, 16, 24])
     assert tokens.num_patches == 16 * 8 and tokens(torch.zeros(2, 128, 64)).shape == (2, 128, 32)
-    with pytest.raises(ValueError, match="not divisible by 8"):
+    with pytest.raises(ValueError, match=r"not divisible by \[8, 8\]"):
         ConvTokenizer([128, 60], [1, 1], 32, None, [8, 16, 24])
+
+
+def test_the_tokenizer_can_be_exactly_the_cnns_feature_extractor():
+    torch.manual_seed(0)
+    cnn = SpectrogramCNN(img_size=[128, 64], num_classes=3, channels=[8, 16, 24], dropout=0.0, stem_patch=[2, 2])
+    tokens = ConvTokenizer([128, 64], [1, 1], 32, None, [8, 16, 24], stem_patch=[2, 2])
+    tokens.stem.load_state_dict(cnn.features.state_dict())  # the same modules, so the same weights fit
+    x = torch.randn(2, 128, 64)
+    maps = tokens.stem.eval()(x.unsqueeze(1))
+    assert torch.allclose(maps, cnn.eval().forward_features(x), atol=1e-5) and maps.shape == (2, 24, 16, 8)
+    assert tokens.num_patches == 16 * 8 and tokens(x).shape == (2, 128, 32)
 
 
 def test_stochastic_depth_drops_whole_samples_in_training_only():

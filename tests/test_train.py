@@ -83,6 +83,11 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("model=vit model.dropout=1.5", r"model.dropout=1.5 is invalid: allowed numbers in \[0, 1\)"),
     ("model=vit model.drop_path=1", r"model.drop_path=1 is invalid: allowed numbers in \[0, 1\)"),
     ("model=vit model.stem_channels=[16,0]", r"model.stem_channels=\[16, 0\] is invalid: allowed a list of integers"),
+    ("model=vit model.stem_channels=[32,64,128,256] model.stem_patch=[2,2] features.segment_frames=120",
+     r"model.stem_channels=\[32, 64, 128, 256\] after model.stem_patch=\[2, 2\] divides the input image \[128, 120\] "
+     r"by \[16, 16\], so its sides must be multiples of 16 and 16"),
+    ("model=vit model.stem_channels=[] model.stem_patch=[2,2]",
+     r"model.stem_patch=\[2, 2\] replaces the first block of model.stem_channels, which is empty"),
     ("model=vit model.pool=max", r"model.pool='max' is invalid: allowed \['mean', 'cls'\]"),
     ("model.pool=cls", r"model.pool='cls' is invalid: allowed \['mean', 'time', 'time_stats'\]"),  # each network its own
     ("optim.lr=0", r"optim.lr=0 is invalid: allowed numbers in \[1e-12, inf\)"),

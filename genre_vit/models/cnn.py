@@ -64,6 +64,24 @@ def downsampling(channels: Sequence[int], stem_patch: Sequence[int] | None) -> t
     return rows * pools, cols * pools
 
 
+def checked_stem_patch(stem_patch: Sequence[int] | None) -> tuple[int, int] | None:
+    """`stem_patch` as two positive ints, or None (no patch stem)."""
+    if not stem_patch:
+        return None
+    patch = tuple(int(p) for p in stem_patch)
+    if len(patch) != 2 or min(patch) <= 0:
+        raise ValueError(f"stem_patch must be two positive ints, got {list(stem_patch)}")
+    return patch  # type: ignore[return-value]
+
+
+def conv_stack(channels: Sequence[int], stem_patch: tuple[int, int] | None) -> nn.Sequential:
+    """The convolutional feature extractor: (B, 1, F, T) -> (B, channels[-1], F', T'), (F, T) divided
+    by `downsampling`. A PatchStem (with `stem_patch`) or a ConvBlock makes `channels[0]`, then one
+    ConvBlock per further entry."""
+    first = PatchStem(1, channels[0], stem_patch) if stem_patch else ConvBlock(1, channels[0])
+    return nn.Sequential(first, *(ConvBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+
+
 class SpectrogramCNN(nn.Module):
     """(B, F, T) or (B, 1, F, T) segments -> (B, num_classes) logits.
 
@@ -83,17 +101,14 @@ class SpectrogramCNN(nn.Module):
         channels = [int(c) for c in channels]
         if not channels or min(channels) <= 0:
             raise ValueError(f"channels must be a non-empty list of positive ints, got {channels}")
-        patch = tuple(int(p) for p in stem_patch) if stem_patch else None
-        if patch is not None and (len(patch) != 2 or min(patch) <= 0):
-            raise ValueError(f"stem_patch must be two positive ints, got {list(stem_patch)}")
+        patch = checked_stem_patch(stem_patch)
         if pool not in POOLS:
             raise ValueError(f"pool {pool!r} is not one of {list(POOLS)}")
         self.min_size = downsampling(channels, patch)
         self._check_size(img_size)
         self.pool, self.img_rows = pool, int(img_size[0])
         self.map_rows = self.img_rows // self.min_size[0]  # F' of the last maps
-        first = PatchStem(1, channels[0], patch) if patch else ConvBlock(1, channels[0])
-        self.features = nn.Sequential(first, *(ConvBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.features = conv_stack(channels, patch)
         width = channels[-1] * {"mean": 1, "time": self.map_rows, "time_stats": 2 * self.map_rows}[pool]
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, num_classes))
         self.apply(self._init_weights)

@@ -6,7 +6,8 @@ B (batch), F (frequency rows), T (time columns), N (tokens), D (embedding dim), 
 Besides the original design (one linear projection of non-overlapping patches), the tokenizer
 takes two levers measured on small data sets: overlapping patches (`patch_stride` < patch, as
 AST) and a convolutional stem before the projection (`stem_channels`, as Compact Convolutional
-Transformers); blocks take stochastic depth (`drop_path`).
+Transformers; with `stem_patch`, the stem can be exactly the CNN's feature extractor); blocks take
+stochastic depth (`drop_path`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genre_vit.models.cnn import ConvBlock
+from genre_vit.models.cnn import checked_stem_patch, conv_stack, downsampling
 
 POOLS = ("mean", "cls")
 
@@ -71,21 +72,26 @@ class PatchEmbed(nn.Module):
 class ConvTokenizer(nn.Module):
     """A convolutional stem, then patches: (B, F, T) -> (B, N, D).
 
-    One ConvBlock (conv3x3, maxpool 2x2, BatchNorm, ReLU) per entry of `channels` turns the
-    spectrogram into (B, C, F / 2**L, T / 2**L) feature maps, which PatchEmbed cuts into
-    `patch_size` patches of that smaller grid (patch [1, 1]: one token per position).
+    The stem is the CNN's feature extractor (`conv_stack`): one ConvBlock (conv3x3, maxpool 2x2,
+    BatchNorm, ReLU) per entry of `channels`, the first replaced by a patch stem with
+    `stem_patch`. Its (B, C, F', T') maps, (F, T) divided by `downsampling`, are cut by
+    PatchEmbed into `patch_size` patches of that smaller grid (patch [1, 1]: one token per
+    position).
     """
 
     def __init__(self, img_size: Sequence[int], patch_size: Sequence[int], embed_dim: int,
-                 stride: Sequence[int] | None, channels: Sequence[int]):
+                 stride: Sequence[int] | None, channels: Sequence[int],
+                 stem_patch: Sequence[int] | None = None):
         super().__init__()
         self.img_size = _pair(img_size, "img_size")
-        scale = 2 ** len(channels)
-        if self.img_size[0] % scale or self.img_size[1] % scale:
-            raise ValueError(f"img_size {list(self.img_size)} is not divisible by {scale}, "
-                             f"as {len(channels)} pooling stem blocks need")
-        self.stem = nn.Sequential(*(ConvBlock(c_in, c_out) for c_in, c_out in zip([1, *channels], channels)))
-        self.patches = PatchEmbed([s // scale for s in self.img_size], patch_size, embed_dim, stride, channels[-1])
+        patch = checked_stem_patch(stem_patch)
+        scale = downsampling(channels, patch)
+        if self.img_size[0] % scale[0] or self.img_size[1] % scale[1]:
+            raise ValueError(f"img_size {list(self.img_size)} is not divisible by {list(scale)}, "
+                             f"as these stem blocks need")
+        self.stem = conv_stack(channels, patch)
+        maps = [s // k for s, k in zip(self.img_size, scale)]
+        self.patches = PatchEmbed(maps, patch_size, embed_dim, stride, channels[-1])
         self.num_patches = self.patches.num_patches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +171,7 @@ class SpectrogramViT(nn.Module):
     `pool="mean"` averages the tokens (the original design, no class token); `pool="cls"` prepends
     a learned class token and reads it out. The position embedding is sized from the patch grid.
     Tokenizer: `patch_size` patches `patch_stride` apart (null: no overlap) of the image, or, with
-    `stem_channels`, of the maps of a convolutional stem (ConvTokenizer). `drop_path` is the
+    `stem_channels` (and `stem_patch`), of the maps of a convolutional stem (ConvTokenizer). `drop_path` is the
     stochastic depth of the last block, rising linearly from 0 at the first (as timm).
     """
 
@@ -186,6 +192,7 @@ class SpectrogramViT(nn.Module):
         pool: str,
         patch_stride: Sequence[int] | None = None,
         stem_channels: Sequence[int] = (),
+        stem_patch: Sequence[int] | None = None,
         drop_path: float = 0.0,
     ):
         super().__init__()
@@ -193,8 +200,10 @@ class SpectrogramViT(nn.Module):
             raise ValueError(f"pool {pool!r} is not one of {list(POOLS)}")
         if not 0 <= drop_path < 1:
             raise ValueError(f"drop_path {drop_path} is not in [0, 1)")
+        if stem_patch and not stem_channels:
+            raise ValueError(f"stem_patch {list(stem_patch)} replaces the first stem block: it needs stem_channels")
         self.pool = pool
-        self.patch_embed = (ConvTokenizer(img_size, patch_size, embed_dim, patch_stride, list(stem_channels))
+        self.patch_embed = (ConvTokenizer(img_size, patch_size, embed_dim, patch_stride, list(stem_channels), stem_patch)
                             if stem_channels else PatchEmbed(img_size, patch_size, embed_dim, patch_stride))
         num_tokens = self.patch_embed.num_patches + (pool == "cls")
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
