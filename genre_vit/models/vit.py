@@ -93,11 +93,13 @@ class ConvTokenizer(nn.Module):
         maps = [s // k for s, k in zip(self.img_size, scale)]
         self.patches = PatchEmbed(maps, patch_size, embed_dim, stride, channels[-1])
         self.num_patches = self.patches.num_patches
+        self.to(memory_format=torch.channels_last)  # as the CNN: 1.3-1.6x the training speed on a CPU core
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f"expected input of size {list(self.img_size)}, got {list(x.shape[-2:])}")
-        return self.patches(self.stem(x.unsqueeze(1) if x.dim() == 3 else x))
+        x = x.unsqueeze(1) if x.dim() == 3 else x
+        return self.patches(self.stem(x.contiguous(memory_format=torch.channels_last)))
 
 
 class Attention(nn.Module):
