@@ -240,27 +240,26 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     """A patch shape (for networks that have one) must tile the features' (F, T) image, or the
     maps of the ViT's convolutional stem."""
     rows, cols = image_shape
+    stem_patch = list(cfg.model.stem_patch) if cfg.model.get("stem_patch") else None  # both networks' patch stem
+    after_patch = f" after model.stem_patch={stem_patch}" if stem_patch else ""
     channels = cfg.model.get("channels")  # a CNN: a patch stem, then blocks that halve both sides
     if channels is not None:
-        stem = cfg.model.get("stem_patch")
-        need = downsampling(list(channels), list(stem) if stem else None)
+        need = downsampling(list(channels), stem_patch)
         if rows < need[0] or cols < need[1]:
-            with_stem = f" after model.stem_patch={list(stem)}" if stem else ""
-            raise ConfigError(f"model.channels={list(channels)}{with_stem} needs at least {list(need)} rows and columns; "
+            raise ConfigError(f"model.channels={list(channels)}{after_patch} needs at least {list(need)} rows and columns; "
                               f"the features give {[rows, cols]}")
     patch = cfg.model.get("patch_size")
     if patch is None:
         return
     image = f"the input image {[rows, cols]}"
-    stem, stem_patch = cfg.model.get("stem_channels") or [], cfg.model.get("stem_patch")
+    stem = cfg.model.get("stem_channels") or []
     if stem_patch and not stem:
-        raise ConfigError(f"model.stem_patch={list(stem_patch)} replaces the first block of model.stem_channels, "
+        raise ConfigError(f"model.stem_patch={stem_patch} replaces the first block of model.stem_channels, "
                           "which is empty: set both, or model.stem_patch=null")
     if stem:  # a patch stem divides both sides by its patch, each further block halves them
-        scale = downsampling(list(stem), list(stem_patch) if stem_patch else None)
+        scale = downsampling(list(stem), stem_patch)
         if rows % scale[0] or cols % scale[1]:
-            with_patch = f" after model.stem_patch={list(stem_patch)}" if stem_patch else ""
-            raise ConfigError(f"model.stem_channels={list(stem)}{with_patch} divides {image} by {list(scale)}, so its "
+            raise ConfigError(f"model.stem_channels={list(stem)}{after_patch} divides {image} by {list(scale)}, so its "
                               f"sides must be multiples of {scale[0]} and {scale[1]}")
         rows, cols = rows // scale[0], cols // scale[1]
         image = f"the stem's {[rows, cols]} maps (of {image})"
