@@ -1,5 +1,6 @@
 """Summarise run directories: summary.csv (a row per job), summary.md (a row per setting, mean ±
-std over folds, best first) and the original report's pictures as PNG.
+std over folds of the last epoch's track accuracy, best first; several seeds of a setting share
+its row) and the original report's pictures as PNG.
 
     python -m genre_vit.summarize outputs/multiruns/2026-11-23_10-00-00
 """
@@ -20,8 +21,9 @@ import yaml  # noqa: E402
 
 from genre_vit.runs import RECORD_FILE, SUMMARY_METRICS, read_record  # noqa: E402
 
-NOT_SETTINGS = ("fold", "ckpt_path")  # overrides that pick a fold or a checkpoint to resume, not a setting
+NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
+LAST_METRICS = ("val/track_acc", "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
 
 
 def job_overrides(run_dir: Path, root: Path) -> list[str]:
@@ -66,6 +68,7 @@ def collect_jobs(root: Path) -> list[dict]:
                        best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"),
                        steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"))
             job.update({m: metrics.get("best", {}).get(m) for m in SUMMARY_METRICS})
+            job.update({f"last/{m}": metrics.get("final", {}).get(m) for m in LAST_METRICS})
             job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})
         else:
             job.update(status="failed", error="no metrics.json: the job stopped before it finished")
@@ -73,30 +76,54 @@ def collect_jobs(root: Path) -> list[dict]:
     common = common_overrides(jobs)
     for job in jobs:
         job["setting"] = setting_of(job["overrides"].split(), common)
+        job["seed"] = seed_of(job["overrides"].split())
     return jobs
+
+
+def seed_of(overrides: list[str]) -> str:
+    """The job's `seed=` override, or "" when it ran with the configured seed."""
+    return next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "seed"), "")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def group_settings(jobs: list[dict]) -> list[dict]:
-    """One row per setting with mean and std over its completed folds, best val/track_acc first."""
-    groups: dict[str, list[dict]] = defaultdict(list)
+def _by(jobs: list[dict], key: str) -> dict:
+    groups: dict = defaultdict(list)
     for job in jobs:
-        groups[job["setting"]].append(job)
+        groups[job[key]].append(job)
+    return dict(sorted(groups.items(), key=lambda item: (item[0] is None, item[0])))
+
+
+def fold_means(runs: list[dict], metric: str) -> list[float]:
+    """`metric` of each fold, averaged over the fold's runs (its seeds), in fold order."""
+    return [statistics.fmean(values) for members in _by(runs, "fold").values()
+            if (values := [j[metric] for j in members if j.get(metric) is not None])]
+
+
+def group_settings(jobs: list[dict]) -> list[dict]:
+    """One row per setting, best last-epoch track accuracy first. Means and stds are over folds,
+    each fold averaged over its seeds; `per_seed` holds each seed's mean over its folds when a
+    setting ran with several (the spread the seed alone causes)."""
     rows = []
-    for setting, members in groups.items():
-        done = [j for j in members if j["status"] == "completed" and j.get("val/track_acc") is not None]
-        row = {"setting": setting, "folds": len(done), "failed": len(members) - len(done)}
-        for metric in ("val/track_acc", "val/acc"):
-            row[metric] = _mean_std([j[metric] for j in done]) if done else (math.nan, math.nan)
+    for setting, members in _by(jobs, "setting").items():
+        done = [j for j in members if j["status"] == "completed" and j.get("last/val/track_acc") is not None]
+        seeds = _by(done, "seed")
+        row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done),
+               "per_fold": fold_means(done, "last/val/track_acc"),
+               "per_seed": {seed: statistics.fmean(fold_means(runs, "last/val/track_acc")) for seed, runs in seeds.items()}
+               if len(seeds) > 1 else {}}
+        for metric in ("last/val/track_acc", "val/track_acc", "last/train/acc"):
+            values = fold_means(done, metric)
+            row[metric] = _mean_std(values) if values else (math.nan, math.nan)
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["val/track_acc"][0] if not math.isnan(r["val/track_acc"][0]) else math.inf)
+    return sorted(rows, key=lambda r: -r["last/val/track_acc"][0] if not math.isnan(r["last/val/track_acc"][0]) else math.inf)
 
 
 def write_csv(jobs: list[dict], path: Path) -> None:
-    columns = ["dir", "setting", "overrides", "status", "fold", *SUMMARY_METRICS, "best_epoch", "epochs", "steps", "wall_time_s"]
+    columns = ["dir", "setting", "overrides", "status", "fold", "seed", *SUMMARY_METRICS, *(f"last/{m}" for m in LAST_METRICS),
+               "best_epoch", "epochs", "steps", "wall_time_s"]
     columns += sorted({k for j in jobs for k in j if k.startswith("test/")}) + ["error"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -104,14 +131,26 @@ def write_csv(jobs: list[dict], path: Path) -> None:
         writer.writerows(jobs)
 
 
+def _percent(mean_std: tuple[float, float]) -> str:
+    return "-" if math.isnan(mean_std[0]) else f"{100 * mean_std[0]:.1f} ± {100 * mean_std[1]:.1f}"
+
+
 def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
     common = sorted(common_overrides(jobs))
     lines = [f"Overrides shared by every job: `{' '.join(common)}`" if common else "No override is shared by every job.", "",
-             "| rank | setting | folds | val/track_acc (mean ± std) | val/acc (mean ± std) | failed |",
-             "|---:|---|---:|---|---|---:|"]
+             "| rank | setting | runs | track acc, last (mean ± std) | track acc, best epoch | per fold (last) | "
+             "per seed (last) | train acc, last | failed |",
+             "|---:|---|---:|---|---|---|---|---|---:|"]
     for rank, row in enumerate(rows, 1):
-        cells = [f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m in ("val/track_acc", "val/acc")]
-        lines.append(f"| {rank} | `{row['setting']}` | {row['folds']} | {cells[0]} | {cells[1]} | {row['failed']} |")
+        folds = " / ".join(f"{100 * v:.0f}" for v in row["per_fold"]) or "-"
+        seeds = ", ".join(f"{seed or 'configured'}: {100 * v:.1f}" for seed, v in row["per_seed"].items()) or "-"
+        lines.append(f"| {rank} | `{row['setting']}` | {row['runs']} | {_percent(row['last/val/track_acc'])} | "
+                     f"{_percent(row['val/track_acc'])} | {folds} | {seeds} | {_percent(row['last/train/acc'])} | "
+                     f"{row['failed']} |")
+    lines += ["", "Percent. *last*: the final weights, no choice made on the validation fold (the honest number); "
+              "*best epoch*: the best validation epoch's, chosen on the validation fold itself (optimistic). "
+              "std: sample std over folds, each fold averaged over its seeds; *per seed*: each seed's mean over "
+              "its folds; *train acc*: the last epoch's accuracy on the training batches."]
     failed = [j for j in jobs if j["status"] != "completed"]
     if failed:
         lines += ["", "Jobs that did not complete:", ""]
@@ -150,12 +189,12 @@ def plot_curves(root: Path, jobs: list[dict], path: Path) -> bool:
 
 
 def plot_settings(rows: list[dict], path: Path) -> None:
-    """A bar per setting: mean val/track_acc with its std over folds."""
-    rows = [r for r in rows if r["folds"]]
+    """A bar per setting: the last epoch's mean val/track_acc with its std over folds."""
+    rows = [r for r in rows if r["runs"]]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4.5))
-    ax.bar(range(len(rows)), [r["val/track_acc"][0] for r in rows], yerr=[r["val/track_acc"][1] for r in rows], capsize=4)
+    ax.bar(range(len(rows)), [r["last/val/track_acc"][0] for r in rows], yerr=[r["last/val/track_acc"][1] for r in rows], capsize=4)
     ax.set_xticks(range(len(rows)), [r["setting"].replace(" ", "\n") for r in rows], fontsize=7)
-    ax.set(ylabel="val/track_acc (mean ± std over folds)", ylim=(0, 1), title="settings, best first")
+    ax.set(ylabel="val/track_acc, last epoch (mean ± std over folds)", ylim=(0, 1), title="settings, best first")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -92,6 +92,42 @@ def test_a_resumed_job_counts_in_its_setting_and_fold():
     assert setting_of(["experiment=paper", "fold=1", "ckpt_path=last"], common=set()) == "experiment=paper"
 
 
+def write_job(root: Path, name: str, overrides: list[str], last: float, best: float, train_acc: float | None = 0.9) -> None:
+    """A finished job's folder as a multirun leaves it: its overrides and its metrics.json."""
+    (root / name / ".hydra").mkdir(parents=True)
+    (root / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    final = {"val/track_acc": last, "val/acc": last, **({"train/acc": train_acc} if train_acc is not None else {})}
+    fold = int(next(o for o in overrides if o.startswith("fold=")).split("=")[1])
+    (root / name / "metrics.json").write_text(json.dumps({"status": "completed", "fold": fold, "final": final,
+                                                          "best": {"val/track_acc": best, "val/acc": best}}))
+
+
+def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(tmp_path):
+    write_job(tmp_path, "0", ["fold=0", "experiment=baseline_logreg"], last=0.6, best=0.6, train_acc=None)
+    write_job(tmp_path, "1", ["fold=1", "experiment=baseline_logreg"], last=0.6, best=0.6, train_acc=None)
+    write_job(tmp_path, "2", ["fold=0", "model=cnn"], last=0.5, best=0.9)  # best epoch above the baseline, last under it
+    write_job(tmp_path, "3", ["fold=1", "model=cnn"], last=0.5, best=0.9)
+    summarize(tmp_path)
+    rows = [line.split(" | ") for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert [(r[1], r[3], r[4], r[5], r[7]) for r in rows] == [
+        ("`experiment=baseline_logreg`", "60.0 ± 0.0", "60.0 ± 0.0", "60 / 60", "-"),
+        ("`model=cnn`", "50.0 ± 0.0", "90.0 ± 0.0", "50 / 50", "90.0 ± 0.0")]
+
+
+def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
+    for name, fold, seed, last in (("a", 0, 1, 0.4), ("b", 1, 1, 0.6), ("c", 0, 2, 0.6), ("d", 1, 2, 1.0)):
+        write_job(tmp_path, name, [f"fold={fold}", f"seed={seed}", "model=cnn"], last=last, best=last)
+    write_job(tmp_path, "e", ["fold=0", "model=vit"], last=0.2, best=0.2)
+    write_job(tmp_path, "f", ["fold=1", "model=vit"], last=0.2, best=0.2)
+    summarize(tmp_path)
+    table = (tmp_path / "summary.md").read_text()
+    # folds averaged over seeds (0.5 and 0.8), std over those two folds; each seed's mean over its folds
+    assert "| 1 | `model=cnn` | 4 | 65.0 ± 21.2 | 65.0 ± 21.2 | 50 / 80 | 1: 50.0, 2: 80.0 |" in table
+    assert "| 2 | `model=vit` | 2 | 20.0 ± 0.0 | 20.0 ± 0.0 | 20 / 20 | - |" in table
+    with open(tmp_path / "summary.csv") as f:
+        assert sorted(r["seed"] for r in csv.DictReader(f)) == ["", "", "1", "1", "2", "2"]
+
+
 def test_same_seed_gives_the_same_metrics(tiny_run, tmp_path, shared_cache):
     again = train(tmp_path, shared_cache)
     first = json.loads((tiny_run / "metrics.json").read_text())
