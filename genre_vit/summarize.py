@@ -24,6 +24,8 @@ from genre_vit.runs import RECORD_FILE, SUMMARY_METRICS, read_record  # noqa: E4
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
 LAST_METRICS = ("val/track_acc", "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
+# summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
+ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc"}
 
 
 def job_overrides(run_dir: Path, root: Path) -> list[str]:
@@ -114,11 +116,11 @@ def group_settings(jobs: list[dict]) -> list[dict]:
                "per_fold": fold_means(done, "last/val/track_acc"),
                "per_seed": {seed: statistics.fmean(fold_means(runs, "last/val/track_acc")) for seed, runs in seeds.items()}
                if len(seeds) > 1 else {}}
-        for metric in ("last/val/track_acc", "val/track_acc", "last/train/acc"):
+        for column, metric in ROW_COLUMNS.items():
             values = fold_means(done, metric)
-            row[metric] = _mean_std(values) if values else (math.nan, math.nan)
+            row[column] = _mean_std(values) if values else (math.nan, math.nan)
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["last/val/track_acc"][0] if not math.isnan(r["last/val/track_acc"][0]) else math.inf)
+    return sorted(rows, key=lambda r: -r["last"][0] if not math.isnan(r["last"][0]) else math.inf)
 
 
 def write_csv(jobs: list[dict], path: Path) -> None:
@@ -144,8 +146,8 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
     for rank, row in enumerate(rows, 1):
         folds = " / ".join(f"{100 * v:.0f}" for v in row["per_fold"]) or "-"
         seeds = ", ".join(f"{seed or 'configured'}: {100 * v:.1f}" for seed, v in row["per_seed"].items()) or "-"
-        lines.append(f"| {rank} | `{row['setting']}` | {row['runs']} | {_percent(row['last/val/track_acc'])} | "
-                     f"{_percent(row['val/track_acc'])} | {folds} | {seeds} | {_percent(row['last/train/acc'])} | "
+        lines.append(f"| {rank} | `{row['setting']}` | {row['runs']} | {_percent(row['last'])} | "
+                     f"{_percent(row['best_epoch'])} | {folds} | {seeds} | {_percent(row['train_acc'])} | "
                      f"{row['failed']} |")
     lines += ["", "Percent. *last*: the final weights, no choice made on the validation fold (the honest number); "
               "*best epoch*: the best validation epoch's, chosen on the validation fold itself (optimistic). "
@@ -192,7 +194,7 @@ def plot_settings(rows: list[dict], path: Path) -> None:
     """A bar per setting: the last epoch's mean val/track_acc with its std over folds."""
     rows = [r for r in rows if r["runs"]]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4.5))
-    ax.bar(range(len(rows)), [r["last/val/track_acc"][0] for r in rows], yerr=[r["last/val/track_acc"][1] for r in rows], capsize=4)
+    ax.bar(range(len(rows)), [r["last"][0] for r in rows], yerr=[r["last"][1] for r in rows], capsize=4)
     ax.set_xticks(range(len(rows)), [r["setting"].replace(" ", "\n") for r in rows], fontsize=7)
     ax.set(ylabel="val/track_acc, last epoch (mean ± std over folds)", ylim=(0, 1), title="settings, best first")
     fig.tight_layout()
