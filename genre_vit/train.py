@@ -197,8 +197,9 @@ def train(cfg: DictConfig) -> dict:
 
 
 def cross_validate(cfg: DictConfig) -> dict:
-    """`fold=all`: train every fold in turn, each in `<run dir>/fold_<k>/`, and write the mean and
-    sample std of each best validation metric to `<run dir>/cross_validation.json`."""
+    """`fold=all`: train every fold in turn, each in `<run dir>/fold_<k>/`, and write the mean,
+    sample std and per-fold value of every final metric (the last epoch's; `val/track_acc_best`
+    is the best epoch's) to `<run dir>/cross_validation.json`."""
     run_dir = Path(cfg.paths.output_dir)
     records = []
     for fold in range(cfg.data.num_folds):
