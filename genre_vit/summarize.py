@@ -44,7 +44,7 @@ def job_overrides(run_dir: Path, root: Path) -> list[str]:
 def setting_of(overrides: list[str], common: set[str]) -> str:
     """The hyper-parameter setting a job belongs to: its overrides without the fold, the resumed
     checkpoint and those every job shares."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in NOT_SETTINGS and o not in common]
+    kept = [o for o in overrides if override_key(o) not in NOT_SETTINGS and o not in common]
     return " ".join(sorted(kept)) or "(common settings)"
 
 
@@ -82,9 +82,14 @@ def collect_jobs(root: Path) -> list[dict]:
     return jobs
 
 
+def override_key(override: str) -> str:
+    """`+a.b=1`, `~a.b` -> `a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def seed_of(overrides: list[str]) -> str:
     """The job's `seed=` override, or "" when it ran with the configured seed."""
-    return next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "seed"), "")
+    return next((o.split("=", 1)[1] for o in overrides if override_key(o) == "seed" and "=" in o), "")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -112,13 +117,11 @@ def group_settings(jobs: list[dict]) -> list[dict]:
     for setting, members in _by(jobs, "setting").items():
         done = [j for j in members if j["status"] == "completed" and j.get("last/val/track_acc") is not None]
         seeds = _by(done, "seed")
-        row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done),
-               "per_fold": fold_means(done, "last/val/track_acc"),
-               "per_seed": {seed: statistics.fmean(fold_means(runs, "last/val/track_acc")) for seed, runs in seeds.items()}
-               if len(seeds) > 1 else {}}
-        for column, metric in ROW_COLUMNS.items():
-            values = fold_means(done, metric)
-            row[column] = _mean_std(values) if values else (math.nan, math.nan)
+        per_fold = {column: fold_means(done, metric) for column, metric in ROW_COLUMNS.items()}
+        row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done), "per_fold": per_fold["last"],
+               "per_seed": {seed: statistics.fmean(fold_means(runs, ROW_COLUMNS["last"])) for seed, runs in seeds.items()}
+               if len(seeds) > 1 else {},
+               **{column: _mean_std(values) if values else (math.nan, math.nan) for column, values in per_fold.items()}}
         rows.append(row)
     return sorted(rows, key=lambda r: -r["last"][0] if not math.isnan(r["last"][0]) else math.inf)
 
