@@ -6,7 +6,7 @@ import sys
 
 # Overrides whose value is a file or folder. A multirun job's folder is named from its overrides
 # (`0_data=gtzan,fold=0`), which Hydra cannot parse unquoted.
-PATH_KEYS = ("ckpt", "ckpt_path", "input", "output", "data.root", "hydra.run.dir", "hydra.sweep.dir")
+PATH_KEYS = ("ckpt", "ckpt_path", "init_from", "input", "output", "data.root", "hydra.run.dir", "hydra.sweep.dir")
 
 
 def hydra_quote(value: str) -> str:

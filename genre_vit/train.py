@@ -69,6 +69,32 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
     return str(path)
 
 
+INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same
+
+
+def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> None:
+    """Start `net` from the network weights of the checkpoint `init_from` names (fine-tuning a
+    network trained on another data set), checked before any heavy work: its sample rate,
+    features and network must be this run's. Its classes may differ: then its `head` (the
+    networks' classifier) is left out and starts from scratch. The input normalisation is this
+    run's own (the training fold's statistics)."""
+    path = cfg.get("init_from")
+    if not path:
+        return
+    checkpoint = load_checkpoint(path, key="init_from")
+    source = Recipe.from_checkpoint(checkpoint, path, key="init_from")
+    differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS)]
+    if differences:
+        raise CheckpointError(f"init_from={path} has another input or network than this run; {len(differences)} "
+                              "differ: " + "; ".join(differences[:6]) + (" ..." if len(differences) > 6 else ""))
+    same_classes = source.class_names == recipe.class_names
+    state = {key.removeprefix("model.net."): value for key, value in checkpoint["state_dict"].items()
+             if key.startswith("model.net.") and (same_classes or not key.startswith("model.net.head."))}
+    net.load_state_dict(state, strict=same_classes)
+    log.info("init_from=%s: network weights loaded%s", path,
+             "" if same_classes else f" except the head ({len(source.class_names)} other classes)")
+
+
 def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
                final: dict) -> tuple[str, dict, int, dict]:
     """(path, validation metrics, epoch) of the best checkpoint, and its test metrics if there is a test set.
@@ -114,6 +140,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
     resume = resume_checkpoint(cfg, recipe, stop)
+    initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
                                      plugins=[AtomicCheckpointIO()])
@@ -226,8 +253,8 @@ NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size
 
 def experiment_settings(cfg: DictConfig) -> dict:
     """The settings that describe an experiment, flat and named as TensorBoard shows them
-    (`optim/lr`): the groups above, seed and fold, without `_target_`s, paths and the knobs that
-    change speed only."""
+    (`optim/lr`): the groups above, seed, fold and (when set) init_from, without `_target_`s,
+    paths and the knobs that change speed only."""
     def flat(node: dict, prefix: str) -> dict:
         out = {}
         for key, value in node.items():
@@ -237,7 +264,8 @@ def experiment_settings(cfg: DictConfig) -> dict:
             out.update(flat(value, name) if isinstance(value, dict) else {name: value})
         return out
     groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in EXPERIMENT_GROUPS if cfg.get(g) is not None}
-    return {**flat(groups, ""), "seed": cfg.seed, "fold": cfg.fold}
+    started_from = {"init_from": str(cfg.init_from)} if cfg.get("init_from") else {}  # fine-tuned runs only
+    return {**flat(groups, ""), "seed": cfg.seed, "fold": cfg.fold, **started_from}
 
 
 def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:

@@ -23,7 +23,7 @@ from omegaconf import open_dict
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.stop import resume_command
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
-from genre_vit.cli import quote_paths
+from genre_vit.cli import PATH_KEYS, quote_paths
 from genre_vit.config import ConfigError, validate
 from genre_vit.data.cache import FeatureCache, SpectrogramTable
 from genre_vit.data.sources import DataError, FolderSource
@@ -243,6 +243,14 @@ def test_a_sweep_over_many_keys_gets_job_folders_that_can_be_created(tmp_path):
     assert len(name) <= MAX_NAME and name.startswith("3_features.key_0=[0,0],") and name != job_folder(3, overrides + "x")
     (tmp_path / name).mkdir()  # was: OSError File name too long, and the sweep stopped
     assert job_folder(0, "fold=1,optim.lr=1e-3") == "0_fold=1,optim.lr=1e-3" and job_folder(2, "") == "2"
+
+
+def test_a_sweep_names_no_job_folder_after_a_path():
+    """A path in a folder name would nest folders (`init_from=/runs/x/last.ckpt`): every training
+    key whose value is a path is left out of the job folders' names."""
+    excluded = set(compose_config().hydra.job.config.override_dirname.exclude_keys)
+    training_path_keys = {key for key in PATH_KEYS if key not in ("ckpt", "input", "output")}  # those three: predict's
+    assert training_path_keys <= excluded and {"paths.output_root", "paths.cache_dir"} <= excluded
 
 
 def test_predict_on_a_folder_without_audio_is_an_error(tiny_run, tmp_path):

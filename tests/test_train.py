@@ -4,12 +4,15 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
-from genre_vit.train import train
-from tests.conftest import TINY, compose_config, run_module, train_in_process
+from genre_vit.recipe import Recipe
+from genre_vit.train import experiment_settings, initialize_from, train
+from tests.conftest import TINY, compose_config, run_module, train_in_process, write_tone
 
 
 def test_run_writes_metrics_json(tiny_run):
@@ -151,3 +154,57 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
     lines = (tiny_run / "history.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,lr")
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
+# Fine-tuning: init_from starts the network from another run's weights.
+
+def started_network(checkpoint, class_names: list[str], *overrides: str) -> dict:
+    """The weights a run with `init_from=checkpoint` and these classes starts from."""
+    cfg = compose_config(*TINY, f"init_from={checkpoint}", *overrides)
+    recipe = Recipe.from_config(cfg, class_names)
+    net = recipe.build_network()
+    initialize_from(cfg, recipe, net)
+    return net.state_dict()
+
+
+def test_init_from_starts_every_weight_from_the_checkpoint_when_the_classes_match(tiny_run):
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(checkpoint)
+    trained = {k.removeprefix("model.net."): v for k, v in saved["state_dict"].items() if k.startswith("model.net.")}
+    started = started_network(checkpoint, Recipe.from_checkpoint(saved, checkpoint).class_names)
+    assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in trained)
+
+
+def test_init_from_gives_other_classes_a_new_head_and_keeps_the_rest(tiny_run):
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    trained = {k.removeprefix("model.net."): v for k, v in load_checkpoint(checkpoint)["state_dict"].items()
+               if k.startswith("model.net.")}
+    started = started_network(checkpoint, ["birds", "rain"])
+    body = [k for k in trained if not k.startswith("head.")]
+    assert body and all(torch.equal(started[k], trained[k]) for k in body)
+    assert started["head.2.weight"].shape[0] == 2  # the linear classifier, fresh for two classes
+
+
+def test_init_from_refuses_a_checkpoint_of_other_features_before_training(tiny_run, tmp_path, shared_cache):
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match=rf"^init_from={checkpoint} has another input or network than this run; "
+                                              r"1 differ: features.n_fft: checkpoint 1024 != this run 512$"):
+        train_in_process(tmp_path / "run", *TINY, "features.n_fft=512", f"init_from={checkpoint}",
+                         f"paths.cache_dir={shared_cache}")
+    assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
+
+
+def test_a_missing_init_from_checkpoint_is_one_line_naming_the_key(tmp_path, shared_cache):
+    with pytest.raises(CheckpointError, match=rf"^init_from={tmp_path / 'none.ckpt'}: no such checkpoint file$"):
+        train_in_process(tmp_path / "run", *TINY, f"init_from={tmp_path / 'none.ckpt'}", f"paths.cache_dir={shared_cache}")
+
+
+def test_a_run_fine_tunes_a_checkpoint_on_a_folder_of_other_classes(tiny_run, tmp_path, shared_cache):
+    for c, name in enumerate(["birds", "rain"]):
+        for i in range(5):
+            write_tone(tmp_path / "sounds" / name / f"{i}.wav", 8.0, freq=300.0 + 200 * c + 10 * i)
+    metrics = train_in_process(tmp_path / "run", *TINY, "data=folder", f"data.root={tmp_path / 'sounds'}",
+                               f"init_from={tiny_run / 'checkpoints' / 'last.ckpt'}", f"paths.cache_dir={shared_cache}")
+    assert metrics["status"] == "completed" and metrics["steps"] == 8 and metrics["val_tracks"] == 2
+    tab = experiment_settings(compose_config(*TINY, f"init_from={tiny_run / 'checkpoints' / 'last.ckpt'}"))
+    assert tab["init_from"] == str(tiny_run / "checkpoints" / "last.ckpt")  # HPARAMS tells fine-tuned runs apart
