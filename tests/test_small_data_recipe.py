@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
+from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler, sounding_starts
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
@@ -44,6 +44,23 @@ def test_crop_draws_are_shared_out_between_processes_once_each():
     start = (torch.rand(48, generator=generator) * (length[k] - 100 + 1)).long()
     assert len(parts[0]) == len(parts[1]) == 24
     assert sorted(parts[0] + parts[1]) == sorted(zip(k.tolist(), start.tolist()))
+
+
+def test_crops_of_padded_clips_can_skip_the_silence():
+    """A 300-frame clip whose sound is frames 100-139, the rest the -100 dB floor: with
+    data.crop_within_db every crop of 64 frames holds some of the sound, drawn among all such crops."""
+    clip = torch.full((4, 300), -100.0)
+    clip[:, 100:140] = torch.linspace(-40, -20, 40)  # the loudest frame, -20 dB, is the last one
+    starts = sounding_starts(clip, 64, within_db=30)
+    assert starts.tolist() == list(range(100 - 63, 140))  # windows that overlap frames 100-139
+    assert sounding_starts(clip, 64, within_db=10).tolist() == list(range(120 - 63, 140))  # frames within 10 dB: 120-139
+    assert sounding_starts(torch.full((4, 300), -100.0), 64, 30).tolist() == list(range(237))  # all silent: any window
+    length = torch.tensor([300, 500])
+    sampler = CropBatchSampler(length, 64, batch_size=32, batches=20, seed=0, starts=[starts, torch.arange(437)])
+    draws = torch.tensor([draw for batch in sampler for draw in batch])
+    drawn = set(draws[draws[:, 0] == 0, 1].tolist())
+    assert drawn <= set(starts.tolist()) and len(drawn) > 90  # about 320 draws spread over the 103 allowed starts
+    assert draws[draws[:, 0] == 1, 1].max() > 400  # the other track: its whole range
 
 
 def test_deformed_crop_draws_stay_inside_their_track_and_their_ranges():

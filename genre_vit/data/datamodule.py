@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -93,9 +94,11 @@ class CropBatchDataset(Dataset):
     """
 
     def __init__(self, frames: torch.Tensor, begin: torch.Tensor, length: torch.Tensor, labels: torch.Tensor,
-                 tracks: torch.Tensor, window: int, resize: Resize, warp: PitchTimeWarp | None = None):
+                 tracks: torch.Tensor, window: int, resize: Resize, warp: PitchTimeWarp | None = None,
+                 starts: list[torch.Tensor] | None = None):
         self.frames, self.begin, self.length = frames, begin, length
         self.labels, self.tracks, self.window, self.resize, self.warp = labels, tracks, window, resize, warp
+        self.starts = starts  # per track, the starts its crops may take (None: any)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -125,10 +128,14 @@ class CropBatchSampler(EpochBatchSampler):
     batches; under DDP process `rank` takes every world-th draw."""
 
     def __init__(self, length: torch.Tensor, window: int, batch_size: int, batches: int, seed: int, rank: int = 0,
-                 world: int = 1, time_stretch: float = 1.0, pitch_shift: float = 0.0):
+                 world: int = 1, time_stretch: float = 1.0, pitch_shift: float = 0.0,
+                 starts: Sequence[torch.Tensor] | None = None):
         super().__init__(batches * batch_size * world, batch_size, True, seed, rank, world)
         self.length, self.window = length, window
         self.time_stretch, self.pitch_shift = time_stretch, pitch_shift
+        if starts is not None and self.deforms:
+            raise ValueError("starts chosen among a track's windows need undeformed crops (a deformed crop's width varies)")
+        self.starts = None if starts is None else (torch.cat(list(starts)), _offsets(starts))
 
     @property
     def deforms(self) -> bool:
@@ -142,9 +149,28 @@ class CropBatchSampler(EpochBatchSampler):
             log_stretch = (torch.rand(self.size, generator=generator) * 2 - 1) * math.log(self.time_stretch)
             width = torch.minimum((self.window * log_stretch.exp()).round().long(), self.length[k])
             cents = ((torch.rand(self.size, generator=generator) * 2 - 1) * 100 * self.pitch_shift).round().long()
-        start = (torch.rand(self.size, generator=generator) * (self.length[k] - width + 1)).long()
+        if self.starts is None:
+            start = (torch.rand(self.size, generator=generator) * (self.length[k] - width + 1)).long()
+        else:  # uniform over the track's allowed starts
+            allowed, offsets = self.starts
+            count = offsets[k + 1] - offsets[k]
+            start = allowed[offsets[k] + (torch.rand(self.size, generator=generator) * count).long()]
         draws = [k, start, width, cents] if self.deforms else [k, start]
         return torch.stack(draws, dim=1)[self.rank :: self.world]
+
+
+def _offsets(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K + 1,) where each of K concatenated parts begins, and the total."""
+    return torch.cumsum(torch.as_tensor([0] + [len(p) for p in parts]), dim=0)
+
+
+def sounding_starts(frames: torch.Tensor, window: int, within_db: float) -> torch.Tensor:
+    """The starts of the windows of one track's (F, T) dB spectrogram that hold sound: a frame
+    whose loudest bin is within `within_db` of the track's loudest. Every start if none does."""
+    loudest = frames.amax(dim=0).float()
+    sounding = torch.cat([torch.zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
+    starts = torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
+    return starts if len(starts) else torch.arange(frames.shape[1] - window + 1)
 
 
 NORMALIZATIONS = ("per_bin", "global")
@@ -193,6 +219,7 @@ class GenreDataModule(L.LightningDataModule):
         test_fraction: float,
         normalization: str,
         random_crops: bool,
+        crop_within_db: float | None,
         time_stretch: float,
         pitch_shift: float,
         batches_per_epoch: int,
@@ -353,8 +380,10 @@ class GenreDataModule(L.LightningDataModule):
         labels = torch.as_tensor(self.track_list.labels)[tracks]
         window, hp = self.features.segment_frames, self.hparams
         warp = PitchTimeWarp(self.features.row_hz, window) if deforms(hp.time_stretch, hp.pitch_shift) else None
+        starts = None if hp.crop_within_db is None else [
+            sounding_starts(spectrograms.frames[:, b:e], window, hp.crop_within_db) for b, e in zip(begin.tolist(), end.tolist())]
         return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, window, self.features.resize,
-                                warp)
+                                warp, starts)
 
     def _report_skipped(self, table: SegmentTable) -> int:
         """Print the counts and write `skipped.csv` (files that cannot be used) and `missing.csv`
@@ -395,7 +424,8 @@ class GenreDataModule(L.LightningDataModule):
             return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
         hp = self.hparams
         batches = CropBatchSampler(self.train_crops.length, self.train_crops.window, hp.batch_size,
-                                   hp.batches_per_epoch, hp.seed, *self._rank_world(), hp.time_stretch, hp.pitch_shift)
+                                   hp.batches_per_epoch, hp.seed, *self._rank_world(), hp.time_stretch, hp.pitch_shift,
+                                   self.train_crops.starts)
         batches.resume_at = self.resume_at
         return DataLoader(self.train_crops, sampler=batches, batch_size=None)
 
