@@ -124,8 +124,9 @@ class CropBatchSampler(EpochBatchSampler):
     `window` frames. With `time_stretch` > 1 or `pitch_shift` > 0 a draw is (track, start,
     width, cents): the crop spans `width` frames, `window` times a factor log-uniform in
     [1 / time_stretch, time_stretch] (at most the track), and is shifted by cents uniform in
-    +-100 * pitch_shift. Draws depend on (seed, epoch) only, so a resumed run sees the same
-    batches; under DDP process `rank` takes every world-th draw."""
+    +-100 * pitch_shift. With `starts` (per track, the starts allowed: `sounding_starts`) the
+    start is uniform over those instead. Draws depend on (seed, epoch) only, so a resumed run
+    sees the same batches; under DDP process `rank` takes every world-th draw."""
 
     def __init__(self, length: torch.Tensor, window: int, batch_size: int, batches: int, seed: int, rank: int = 0,
                  world: int = 1, time_stretch: float = 1.0, pitch_shift: float = 0.0,
@@ -199,7 +200,8 @@ class GenreDataModule(L.LightningDataModule):
     each epoch, or with `random_crops` windows cut at random places of the training tracks at
     every step (`batches_per_epoch` batches between validations): many more distinct examples
     from the same tracks; `time_stretch` (> 1) and `pitch_shift` (semitones, > 0) also stretch
-    and shift each crop at random (CropBatchSampler, PitchTimeWarp).
+    and shift each crop at random (CropBatchSampler, PitchTimeWarp); `crop_within_db` keeps
+    crops that hold sound (`sounding_starts`: the silence of padded clips is never a crop).
     """
 
     def __init__(
