@@ -163,6 +163,12 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
 
 # Fine-tuning: init_from starts the network from another run's weights.
 
+def network_weights(checkpoint) -> dict:
+    """The network's weights saved in a checkpoint (the module's `model.net.` entries)."""
+    saved = load_checkpoint(checkpoint)["state_dict"]
+    return {k.removeprefix("model.net."): v for k, v in saved.items() if k.startswith("model.net.")}
+
+
 def started_network(checkpoint, class_names: list[str], *overrides: str) -> dict:
     """The weights a run with `init_from=checkpoint` and these classes starts from."""
     cfg = compose_config(*TINY, f"init_from={checkpoint}", *overrides)
@@ -174,16 +180,14 @@ def started_network(checkpoint, class_names: list[str], *overrides: str) -> dict
 
 def test_init_from_starts_every_weight_from_the_checkpoint_when_the_classes_match(tiny_run):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
-    saved = load_checkpoint(checkpoint)
-    trained = {k.removeprefix("model.net."): v for k, v in saved["state_dict"].items() if k.startswith("model.net.")}
-    started = started_network(checkpoint, Recipe.from_checkpoint(saved, checkpoint).class_names)
+    trained = network_weights(checkpoint)
+    started = started_network(checkpoint, Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names)
     assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in trained)
 
 
 def test_init_from_gives_other_classes_a_new_head_and_keeps_the_rest(tiny_run):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
-    trained = {k.removeprefix("model.net."): v for k, v in load_checkpoint(checkpoint)["state_dict"].items()
-               if k.startswith("model.net.")}
+    trained = network_weights(checkpoint)
     started = started_network(checkpoint, ["birds", "rain"])
     body = [k for k in trained if not k.startswith("head.")]
     assert body and all(torch.equal(started[k], trained[k]) for k in body)
