@@ -44,6 +44,11 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
 
 
+def listed(differences: list[str], shown: int = 6) -> str:
+    """`N differ: a; b; ...`: a checkpoint's settings that differ from this run's, the first `shown` of them."""
+    return f"{len(differences)} differ: " + "; ".join(differences[:shown]) + (" ..." if len(differences) > shown else "")
+
+
 def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None) -> str | None:
     """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
     and trained with this run's recipe (classes, features, split, batch order, model). `last`
@@ -63,9 +68,7 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
                               "(ckpt_path=PATH resumes from one)") from None
     differences = Recipe.from_checkpoint(checkpoint, path).differences(recipe)
     if differences:
-        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
-                              f"{len(differences)} differ: " + "; ".join(differences[:6])
-                              + (" ..." if len(differences) > 6 else ""))
+        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; {listed(differences)}")
     return str(path)
 
 
@@ -85,8 +88,7 @@ def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> No
     source = Recipe.from_checkpoint(checkpoint, path, key="init_from")
     differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS)]
     if differences:
-        raise CheckpointError(f"init_from={path} has another input or network than this run; {len(differences)} "
-                              "differ: " + "; ".join(differences[:6]) + (" ..." if len(differences) > 6 else ""))
+        raise CheckpointError(f"init_from={path} has another input or network than this run; {listed(differences)}")
     same_classes = source.class_names == recipe.class_names
     state = {key.removeprefix("model.net."): value for key, value in checkpoint["state_dict"].items()
              if key.startswith("model.net.") and (same_classes or not key.startswith("model.net.head."))}
