@@ -74,7 +74,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.eval_batch_size": _int(1),
     "data.feature_workers": _int(0),
     "data.random_crops": _one_of(True, False),
-    "data.crop_within_db": _optional(_number(1e-6)),
     "data.batches_per_epoch": _int(1),
     "features.n_fft": _int(2),
     "features.hop_length": _int(1),
@@ -84,6 +83,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "features.segment_step": _int(1),
     "features.image_size": ((lambda v: v is None or _pair_of_ints(v)), "null or two integers >= 1"),
     "features.top_db": _optional(_number(1e-6)),
+    "features.sound_within_db": _optional(_number(1e-6)),
     "model.patch_size": (_pair_of_ints, "two integers >= 1"),
     "model.patch_stride": ((lambda v: v is None or _pair_of_ints(v)), "null (no overlap) or two integers >= 1"),
     "model.stem_channels": _list_of_ints(non_empty=False),
@@ -145,12 +145,9 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     if deforming and not cfg.data.get("random_crops", True):
         raise ConfigError(f"{deforming[0]} deforms random crops, but data.random_crops=false: set data.random_crops=true "
                           "or leave the deformations off")
-    within_db = cfg.data.get("crop_within_db")
-    if within_db is not None and not cfg.data.get("random_crops", True):
-        raise ConfigError(f"data.crop_within_db={within_db} chooses among random crops, but data.random_crops=false: "
-                          "set data.random_crops=true or data.crop_within_db=null")
+    within_db = cfg.features.get("sound_within_db")
     if within_db is not None and deforming:
-        raise ConfigError(f"data.crop_within_db={within_db} needs undeformed crops, but {deforming[0]}: "
+        raise ConfigError(f"features.sound_within_db={within_db} needs undeformed crops, but {deforming[0]}: "
                           "leave one of them off")
     model = cfg.model
     pools = getattr(hydra.utils.get_class(model._target_), "POOLS", None) if "pool" in model else None

@@ -31,7 +31,7 @@ def test_mel_recipe_keeps_full_resolution_and_the_token_count():
 def test_short_events_preset_is_the_default_recipe_on_short_windows_of_sound():
     cfg, default = compose_config("experiment=short_events"), compose_config()
     assert (cfg.features.segment_frames, cfg.features.segment_step, cfg.data.batch_size) == (64, 32, 64)
-    assert cfg.data.crop_within_db == 20 and default.data.crop_within_db is None
+    assert cfg.features.sound_within_db == 20 and default.features.sound_within_db is None
     assert cfg.model == default.model and cfg.optim == default.optim and cfg.trainer == default.trainer
     # the same pixels per step as the default's 32 windows of 128 frames
     assert cfg.data.batch_size * cfg.features.segment_frames == default.data.batch_size * default.features.segment_frames

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler, sounding_starts
-from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures
+from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
+from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures, sounding_starts
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
 from tests.conftest import TINY, train_in_process
@@ -46,11 +46,16 @@ def test_crop_draws_are_shared_out_between_processes_once_each():
     assert sorted(parts[0] + parts[1]) == sorted(zip(k.tolist(), start.tolist()))
 
 
-def test_crops_of_padded_clips_can_skip_the_silence():
-    """A 300-frame clip whose sound is frames 100-139, the rest the -100 dB floor: with
-    data.crop_within_db every crop of 64 frames holds some of the sound, drawn among all such crops."""
+def padded_clip() -> torch.Tensor:
+    """A 300-frame clip whose sound is frames 100-139, the rest the -100 dB floor."""
     clip = torch.full((4, 300), -100.0)
     clip[:, 100:140] = torch.linspace(-40, -20, 40)  # the loudest frame, -20 dB, is the last one
+    return clip
+
+
+def test_crops_of_padded_clips_can_skip_the_silence():
+    """With features.sound_within_db every crop of 64 frames holds some of the sound, drawn among all such crops."""
+    clip = padded_clip()
     starts = sounding_starts(clip, 64, within_db=30)
     assert starts.tolist() == list(range(100 - 63, 140))  # windows that overlap frames 100-139
     assert sounding_starts(clip, 64, within_db=10).tolist() == list(range(120 - 63, 140))  # frames within 10 dB: 120-139
@@ -61,6 +66,19 @@ def test_crops_of_padded_clips_can_skip_the_silence():
     drawn = set(draws[draws[:, 0] == 0, 1].tolist())
     assert drawn <= set(starts.tolist()) and len(drawn) > 90  # about 320 draws spread over the 103 allowed starts
     assert draws[draws[:, 0] == 1, 1].max() > 400  # the other track: its whole range
+
+
+def test_the_windows_scored_and_trained_on_are_those_that_hold_sound():
+    """With features.sound_within_db a clip is cut into the windows (every segment_step frames)
+    that hold sound, as its crops are: validation, test and predict never average the padding."""
+    features = lambda **kw: StftFeatures(22050, 256, 256, "hann", 64, 32, None, **kw)
+    clip = padded_clip()
+    every, sounding = features().cut(clip), features(sound_within_db=30).cut(clip)
+    assert len(every) == 8  # starts 0, 32, ..., 224
+    assert torch.equal(sounding, every[[2, 3, 4]])  # starts 64, 96, 128 overlap frames 100-139
+    assert torch.equal(features(sound_within_db=10).cut(clip), every[[2, 3, 4]])  # the loudest frames 120-139 too
+    silent = torch.full((4, 300), -100.0)
+    assert torch.equal(features(sound_within_db=30).cut(silent), features().cut(silent))  # all silent: every window
 
 
 def test_deformed_crop_draws_stay_inside_their_track_and_their_ranges():

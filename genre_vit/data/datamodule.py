@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
-from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures
+from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures, sounding_starts
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
 from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
 
@@ -165,15 +165,6 @@ def _offsets(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cumsum(torch.as_tensor([0] + [len(p) for p in parts]), dim=0)
 
 
-def sounding_starts(frames: torch.Tensor, window: int, within_db: float) -> torch.Tensor:
-    """The starts of the windows of one track's (F, T) dB spectrogram that hold sound: a frame
-    whose loudest bin is within `within_db` of the track's loudest. Every start if none does."""
-    loudest = frames.amax(dim=0).float()
-    sounding = torch.cat([torch.zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
-    starts = torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
-    return starts if len(starts) else torch.arange(frames.shape[1] - window + 1)
-
-
 NORMALIZATIONS = ("per_bin", "global")
 
 
@@ -200,8 +191,8 @@ class GenreDataModule(L.LightningDataModule):
     each epoch, or with `random_crops` windows cut at random places of the training tracks at
     every step (`batches_per_epoch` batches between validations): many more distinct examples
     from the same tracks; `time_stretch` (> 1) and `pitch_shift` (semitones, > 0) also stretch
-    and shift each crop at random (CropBatchSampler, PitchTimeWarp); `crop_within_db` keeps
-    crops that hold sound (`sounding_starts`: the silence of padded clips is never a crop).
+    and shift each crop at random (CropBatchSampler, PitchTimeWarp). With the features'
+    `sound_within_db`, windows and crops alike hold sound (`sounding_starts`).
     """
 
     def __init__(
@@ -221,7 +212,6 @@ class GenreDataModule(L.LightningDataModule):
         test_fraction: float,
         normalization: str,
         random_crops: bool,
-        crop_within_db: float | None,
         time_stretch: float,
         pitch_shift: float,
         batches_per_epoch: int,
@@ -382,8 +372,9 @@ class GenreDataModule(L.LightningDataModule):
         labels = torch.as_tensor(self.track_list.labels)[tracks]
         window, hp = self.features.segment_frames, self.hparams
         warp = PitchTimeWarp(self.features.row_hz, window) if deforms(hp.time_stretch, hp.pitch_shift) else None
-        starts = None if hp.crop_within_db is None else [
-            sounding_starts(spectrograms.frames[:, b:e], window, hp.crop_within_db) for b, e in zip(begin.tolist(), end.tolist())]
+        within_db = self.features.sound_within_db
+        starts = None if within_db is None else [
+            sounding_starts(spectrograms.frames[:, b:e], window, within_db) for b, e in zip(begin.tolist(), end.tolist())]
         return CropBatchDataset(spectrograms.frames, begin, end - begin, labels, tracks, window, self.features.resize,
                                 warp, starts)
 

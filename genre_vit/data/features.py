@@ -19,6 +19,15 @@ def window_fn(window: str):
     return WINDOWS[window]
 
 
+def sounding_starts(frames: torch.Tensor, window: int, within_db: float) -> torch.Tensor:
+    """The starts of the windows of one track's (F, T) dB spectrogram that hold sound: a frame
+    whose loudest bin is within `within_db` of the track's loudest. Every start if none does."""
+    loudest = frames.amax(dim=0).float()
+    sounding = torch.cat([torch.zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
+    starts = torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
+    return starts if len(starts) else torch.arange(frames.shape[1] - window + 1)
+
+
 def floor_setting(top_db: float | None) -> dict:
     """The cache-key entry of a `top_db` floor: none without one, so earlier caches stay valid."""
     return {} if top_db is None else {"top_db": float(top_db)}
@@ -68,10 +77,16 @@ class SegmentFeatures(nn.Module):
     dB are floored at -100 (power 1e-10), so digital silence stays finite; `top_db` also floors
     them at that many dB below the track's loudest bin (librosa's `power_to_db` uses 80), so
     zero padding lies just under the quietest sound kept instead of tens of dB below it.
+
+    `sound_within_db` keeps only the windows that hold sound (`sounding_starts`: a frame whose
+    loudest bin is within that many dB of the track's loudest), every window if none does: the
+    silence of a padded clip is neither scored nor trained on, and random crops draw among
+    the same starts. None keeps every window.
     """
 
     def __init__(self, spectrogram: nn.Module, row_hz: torch.Tensor, frame_rate: float, segment_frames: int,
-                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
+                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None,
+                 sound_within_db: float | None = None):
         super().__init__()
         num_bins = len(row_hz)
         if segment_frames < 1 or segment_step < 1:
@@ -83,6 +98,7 @@ class SegmentFeatures(nn.Module):
         self.resize = Resize(image_size)
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
         self.segment_seconds = segment_frames / frame_rate
+        self.sound_within_db = sound_within_db
         self.num_bins, self.frame_rate, self.segment_frames = num_bins, frame_rate, segment_frames
         self.row_hz = row_hz  # (num_bins,) centre frequency of each row, Hz, increasing: for pitch shifts
         # Everything that changes the spectrogram: the feature cache is keyed by it (with the
@@ -91,8 +107,14 @@ class SegmentFeatures(nn.Module):
 
     @torch.no_grad()
     def cut(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """(freq, frames) -> (segments, *image_shape): every window of one track's spectrogram."""
-        return self.resize(self.segment(spectrogram))
+        """(freq, frames) -> (segments, *image_shape): the windows of one track's spectrogram,
+        every one, or with `sound_within_db` those that hold sound."""
+        windows = self.segment(spectrogram)
+        if self.sound_within_db is not None and len(windows):
+            starts = torch.arange(len(windows)) * self.segment.segment_step
+            sounding = torch.isin(starts, sounding_starts(spectrogram, self.segment_frames, self.sound_within_db))
+            windows = windows[sounding] if sounding.any() else windows
+        return self.resize(windows)
 
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -103,10 +125,11 @@ class StftFeatures(SegmentFeatures):
     """Linear-frequency STFT power in dB (the original report's features): n_fft // 2 + 1 rows."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
-                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None):
+                 segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None,
+                 sound_within_db: float | None = None):
         spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, torch.linspace(0, sample_rate / 2, n_fft // 2 + 1), sample_rate / hop_length,
-                         segment_frames, segment_step, image_size, top_db)
+                         segment_frames, segment_step, image_size, top_db, sound_within_db)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "window": window, **floor_setting(top_db)}
 
@@ -124,11 +147,12 @@ class MelFeatures(SegmentFeatures):
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
                  f_max: float | None, window: str, segment_frames: int, segment_step: int,
-                 image_size: Sequence[int] | None, top_db: float | None = None):
+                 image_size: Sequence[int] | None, top_db: float | None = None,
+                 sound_within_db: float | None = None):
         spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                 f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, mel_centres(n_mels, f_min, f_max or sample_rate / 2), sample_rate / hop_length,
-                         segment_frames, segment_step, image_size, top_db)
+                         segment_frames, segment_step, image_size, top_db, sound_within_db)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **floor_setting(top_db)}
 
