@@ -148,7 +148,7 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     within_db = cfg.features.get("sound_within_db")
     if within_db is not None and deforming:
         raise ConfigError(f"features.sound_within_db={within_db} needs undeformed crops, but {deforming[0]}: "
-                          "leave one of them off")
+                          "set features.sound_within_db=null or leave the deformations off")
     model = cfg.model
     pools = getattr(hydra.utils.get_class(model._target_), "POOLS", None) if "pool" in model else None
     if pools is not None and model.pool not in pools:  # each network names its own poolings

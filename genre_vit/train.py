@@ -73,6 +73,7 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
 
 
 INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same
+WINDOW_CHOICE_KEYS = ("features.segment_step", "features.sound_within_db")  # which windows are scored: free
 
 
 def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> None:
@@ -86,7 +87,7 @@ def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> No
         return
     checkpoint = load_checkpoint(path, key="init_from")
     source = Recipe.from_checkpoint(checkpoint, path, key="init_from")
-    differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS)]
+    differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS) and not d.startswith(WINDOW_CHOICE_KEYS)]
     if differences:
         raise CheckpointError(f"init_from={path} has another input or network than this run; {listed(differences)}")
     same_classes = source.class_names == recipe.class_names

@@ -59,7 +59,7 @@ def test_crops_of_padded_clips_can_skip_the_silence():
     starts = sounding_starts(clip, 64, within_db=30)
     assert starts.tolist() == list(range(100 - 63, 140))  # windows that overlap frames 100-139
     assert sounding_starts(clip, 64, within_db=10).tolist() == list(range(120 - 63, 140))  # frames within 10 dB: 120-139
-    assert sounding_starts(torch.full((4, 300), -100.0), 64, 30).tolist() == list(range(237))  # all silent: any window
+    assert sounding_starts(torch.full((4, 300), -100.0), 64, 30).tolist() == list(range(237))  # all silent: every frame is the loudest
     length = torch.tensor([300, 500])
     sampler = CropBatchSampler(length, 64, batch_size=32, batches=20, seed=0, starts=[starts, torch.arange(437)])
     draws = torch.tensor([draw for batch in sampler for draw in batch])
@@ -76,9 +76,10 @@ def test_the_windows_scored_and_trained_on_are_those_that_hold_sound():
     every, sounding = features().cut(clip), features(sound_within_db=30).cut(clip)
     assert len(every) == 8  # starts 0, 32, ..., 224
     assert torch.equal(sounding, every[[2, 3, 4]])  # starts 64, 96, 128 overlap frames 100-139
-    assert torch.equal(features(sound_within_db=10).cut(clip), every[[2, 3, 4]])  # the loudest frames 120-139 too
-    silent = torch.full((4, 300), -100.0)
-    assert torch.equal(features(sound_within_db=30).cut(silent), features().cut(silent))  # all silent: every window
+    assert torch.equal(features(sound_within_db=1).cut(clip), every[[3, 4]])  # within 1 dB of -20: frames 138-139
+    tail = torch.full((4, 300), -100.0)
+    tail[:, 290:] = -20.0  # sound only past the last whole window (frames 224-287)
+    assert torch.equal(features(sound_within_db=30).cut(tail), features().cut(tail))  # no window holds sound: every one
 
 
 def test_deformed_crop_draws_stay_inside_their_track_and_their_ranges():

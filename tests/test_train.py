@@ -106,7 +106,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("data.batches_per_epoch=0", r"data.batches_per_epoch=0 is invalid: allowed integers >= 1"),
     ("features.sound_within_db=0", r"features.sound_within_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
     ("features.sound_within_db=20 augment=pitch_tempo",
-     r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: leave one of them off"),
+     r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: set features.sound_within_db=null"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
     ("features.top_db=0", r"features.top_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
     ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
@@ -181,6 +181,14 @@ def test_init_from_starts_every_weight_from_the_checkpoint_when_the_classes_matc
     trained = network_weights(checkpoint)
     started = started_network(checkpoint, Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names)
     assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in trained)
+
+
+def test_init_from_lets_a_run_choose_other_windows_of_the_same_input(tiny_run):
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    trained = network_weights(checkpoint)
+    started = started_network(checkpoint, Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names,
+                              "features.segment_step=16", "features.sound_within_db=20")
+    assert all(torch.equal(started[k], trained[k]) for k in trained)
 
 
 def test_init_from_gives_other_classes_a_new_head_and_keeps_the_rest(tiny_run):

@@ -186,8 +186,8 @@ class GenreDataModule(L.LightningDataModule):
     to) the shared feature cache as whole-track spectrograms. `root` is where the source's audio
     lives (recorded in the hyper-parameters; the source reads it).
 
-    Validation and test segments are every window of a track (`features.segment_step` apart), and
-    a track's score is the mean over them. Training batches are the same fixed windows, shuffled
+    Validation and test segments are every window of a track (`features.segment_step` apart; with
+    `features.sound_within_db` those that hold sound), and a track's score is the mean over them. Training batches are the same fixed windows, shuffled
     each epoch, or with `random_crops` windows cut at random places of the training tracks at
     every step (`batches_per_epoch` batches between validations): many more distinct examples
     from the same tracks; `time_stretch` (> 1) and `pitch_shift` (semitones, > 0) also stretch
@@ -228,7 +228,7 @@ class GenreDataModule(L.LightningDataModule):
         self.decoding = Decoding(sample_rate, clip_seconds, short_clips, min_seconds)
         self.cache = FeatureCache(cache_dir)
         self.spectrograms: SpectrogramTable | None = None
-        self.table: SegmentTable | None = None  # every fixed window of every track
+        self.table: SegmentTable | None = None  # the fixed windows of every track (features.cut)
         self.missing: list[str] = []  # tracks a split lists that are not on disk
         self.test_set: SegmentBatchDataset | None = None
         self.train_crops: CropBatchDataset | None = None  # with random_crops

@@ -21,11 +21,10 @@ def window_fn(window: str):
 
 def sounding_starts(frames: torch.Tensor, window: int, within_db: float) -> torch.Tensor:
     """The starts of the windows of one track's (F, T) dB spectrogram that hold sound: a frame
-    whose loudest bin is within `within_db` of the track's loudest. Every start if none does."""
+    whose loudest bin is within `within_db` of the track's loudest (so at least the loudest frame's)."""
     loudest = frames.amax(dim=0).float()
-    sounding = torch.cat([torch.zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
-    starts = torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
-    return starts if len(starts) else torch.arange(frames.shape[1] - window + 1)
+    sounding = torch.cat([loudest.new_zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
+    return torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
 
 
 def floor_setting(top_db: float | None) -> dict:
@@ -80,8 +79,8 @@ class SegmentFeatures(nn.Module):
 
     `sound_within_db` keeps only the windows that hold sound (`sounding_starts`: a frame whose
     loudest bin is within that many dB of the track's loudest), every window if none does: the
-    silence of a padded clip is neither scored nor trained on, and random crops draw among
-    the same starts. None keeps every window.
+    silence of a padded clip is neither scored nor trained on, and random crops follow the
+    same rule. None keeps every window.
     """
 
     def __init__(self, spectrogram: nn.Module, row_hz: torch.Tensor, frame_rate: float, segment_frames: int,
@@ -108,11 +107,11 @@ class SegmentFeatures(nn.Module):
     @torch.no_grad()
     def cut(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """(freq, frames) -> (segments, *image_shape): the windows of one track's spectrogram,
-        every one, or with `sound_within_db` those that hold sound."""
+        every one, or with `sound_within_db` those that hold sound (every one if none does: the
+        sound lies past the last whole window)."""
         windows = self.segment(spectrogram)
         if self.sound_within_db is not None and len(windows):
-            starts = torch.arange(len(windows)) * self.segment.segment_step
-            sounding = torch.isin(starts, sounding_starts(spectrogram, self.segment_frames, self.sound_within_db))
+            sounding = windows.amax(dim=(1, 2)) >= spectrogram.max() - self.sound_within_db
             windows = windows[sounding] if sounding.any() else windows
         return self.resize(windows)
 
