@@ -14,7 +14,8 @@ module mixes and resamples); each is cut from the middle of a track at least 10 
 
 `--events 5` also writes `<out>/events/`: from the middle of each excerpt, a 5 s clip of which a
 random span of 1 to 5 s keeps its sound and the rest is digital silence, like the short events
-padded to a fixed length of environmental-sound sets (ESC-50).
+padded to a fixed length of environmental-sound sets (ESC-50); `--event-sound 2` keeps 1 to 2 s
+of sound instead (more padding, as ESC-50's barks and knocks have).
 
 `<out>/SHA256SUMS` lists the packages and every clip a build wrote. Compare two builds' lists
 before their numbers: a package may have been replaced; if the lists match, a difference in
@@ -149,11 +150,16 @@ def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, second
     return written
 
 
-def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> list[Path]:
+def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int,
+                 sound_seconds: float | None = None) -> list[Path]:
     """For each excerpt, `out/<class>/<name>`: its middle `seconds`, silent (zeros) outside a span
-    of MIN_EVENT_SECONDS to `seconds` at a place drawn with `seed`, in the order given."""
+    of MIN_EVENT_SECONDS to `sound_seconds` (None: `seconds`) at a place drawn with `seed`, in
+    the order given."""
     if not MIN_EVENT_SECONDS <= seconds:
         raise SoundtrackError(f"--events {seconds:g}: event clips are at least {MIN_EVENT_SECONDS:g} s long")
+    longest = seconds if sound_seconds is None else sound_seconds
+    if not MIN_EVENT_SECONDS <= longest <= seconds:
+        raise SoundtrackError(f"--event-sound {longest:g}: allowed {MIN_EVENT_SECONDS:g} to the clip's {seconds:g} s")
     rng = np.random.default_rng(seed)
     written = []
     for excerpt in excerpts:
@@ -162,7 +168,7 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> 
         if 2 * half > len(wave):
             raise SoundtrackError(f"{excerpt}: shorter than an event clip of {seconds:g} s")
         clip = wave[len(wave) // 2 - half: len(wave) // 2 + half].copy()
-        span = rng.uniform(MIN_EVENT_SECONDS, seconds)
+        span = rng.uniform(MIN_EVENT_SECONDS, longest)
         start = rng.uniform(0.0, seconds - span)
         clip[: int(start * rate)] = 0
         clip[int((start + span) * rate):] = 0
@@ -174,7 +180,7 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int) -> 
 
 
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
-          events: float | None = None) -> None:
+          events: float | None = None, event_sound: float | None = None) -> None:
     """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
@@ -191,7 +197,7 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         excerpts += written
     clips = []
     if events is not None:
-        clips = write_events(sorted(excerpts), out / "events", events, seed)
+        clips = write_events(sorted(excerpts), out / "events", events, seed, event_sound)
         print(f"event clips: {out / 'events'} (data=folder data.root={out / 'events'} data.clip_seconds={events:g})")
     sums = write_checksums(out.resolve(), [p.resolve() for p in debs + excerpts + clips])
     print(f"checksums: {sums} (the packages and every clip; compare another build's with sha256sum -c)")
@@ -207,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which tracks of each soundtrack are drawn")
     parser.add_argument("--events", type=float, default=None, metavar="SECONDS",
                         help="also write <out>/events/: clips of SECONDS with a shorter sound padded with silence")
+    parser.add_argument("--event-sound", type=float, default=None, metavar="SECONDS",
+                        help="the longest sound an event clip keeps (default: the whole clip; the shortest is 1 s)")
     args = parser.parse_args(argv)
     try:
-        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events)
+        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events,
+              args.event_sound)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -91,6 +91,17 @@ def test_event_clips_keep_one_span_of_the_excerpts_middle_and_silence_elsewhere(
         write_events(excerpts, tmp_path / "long", seconds=12, seed=0)
 
 
+def test_event_clips_can_keep_shorter_sounds(tmp_path):
+    excerpts = [tmp_path / "tracks" / "ost" / f"ost.{i:03d}.flac" for i in range(6)]
+    for path in excerpts:
+        tone(path, seconds=10, level=0.5)
+    for path in write_events(excerpts, tmp_path / "events", seconds=5, seed=0, sound_seconds=2):
+        sounding = np.flatnonzero(sf.read(str(path), always_2d=True)[0][:, 0])
+        assert soundtracks.MIN_EVENT_SECONDS <= (sounding[-1] + 1 - sounding[0]) / RATE <= 2
+    with pytest.raises(SoundtrackError, match=r"^--event-sound 6: allowed 1 to the clip's 5 s$"):
+        write_events(excerpts, tmp_path / "long", seconds=5, seed=0, sound_seconds=6)
+
+
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
 def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
     tree = tmp_path / "tree"
