@@ -167,6 +167,11 @@ def network_weights(checkpoint) -> dict:
     return {k.removeprefix("model.net."): v for k, v in saved.items() if k.startswith("model.net.")}
 
 
+def saved_classes(checkpoint) -> list[str]:
+    """The class names a checkpoint's recipe carries."""
+    return Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names
+
+
 def started_network(checkpoint, class_names: list[str], *overrides: str) -> dict:
     """The weights a run with `init_from=checkpoint` and these classes starts from."""
     cfg = compose_config(*TINY, f"init_from={checkpoint}", *overrides)
@@ -179,14 +184,14 @@ def started_network(checkpoint, class_names: list[str], *overrides: str) -> dict
 def test_init_from_starts_every_weight_from_the_checkpoint_when_the_classes_match(tiny_run):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
     trained = network_weights(checkpoint)
-    started = started_network(checkpoint, Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names)
+    started = started_network(checkpoint, saved_classes(checkpoint))
     assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in trained)
 
 
 def test_init_from_lets_a_run_choose_other_windows_of_the_same_input(tiny_run):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
     trained = network_weights(checkpoint)
-    started = started_network(checkpoint, Recipe.from_checkpoint(load_checkpoint(checkpoint), checkpoint).class_names,
+    started = started_network(checkpoint, saved_classes(checkpoint),
                               "features.segment_step=16", "features.sound_within_db=20")
     assert all(torch.equal(started[k], trained[k]) for k in trained)
 

@@ -19,11 +19,17 @@ def window_fn(window: str):
     return WINDOWS[window]
 
 
+def sounding_frames(frames: torch.Tensor, within_db: float) -> torch.Tensor:
+    """(T,) which frames of one track's (F, T) dB spectrogram hold sound: their loudest bin is
+    within `within_db` of the track's loudest (so at least the loudest frame does)."""
+    loudest = frames.amax(dim=0)
+    return loudest >= loudest.max() - within_db
+
+
 def sounding_starts(frames: torch.Tensor, window: int, within_db: float) -> torch.Tensor:
-    """The starts of the windows of one track's (F, T) dB spectrogram that hold sound: a frame
-    whose loudest bin is within `within_db` of the track's loudest (so at least the loudest frame's)."""
-    loudest = frames.amax(dim=0).float()
-    sounding = torch.cat([loudest.new_zeros(1), (loudest >= loudest.max() - within_db).float().cumsum(0)])
+    """The starts of the windows of `window` frames that hold a sounding frame (`sounding_frames`)."""
+    sounding = sounding_frames(frames, within_db).float().cumsum(0)
+    sounding = torch.cat([sounding.new_zeros(1), sounding])
     return torch.nonzero(sounding[window:] - sounding[:-window] > 0).squeeze(1)
 
 
@@ -111,7 +117,8 @@ class SegmentFeatures(nn.Module):
         sound lies past the last whole window)."""
         windows = self.segment(spectrogram)
         if self.sound_within_db is not None and len(windows):
-            sounding = windows.amax(dim=(1, 2)) >= spectrogram.max() - self.sound_within_db
+            frames = sounding_frames(spectrogram, self.sound_within_db)
+            sounding = frames.unfold(0, self.segment_frames, self.segment.segment_step).any(dim=1)  # as Segmenter cuts
             windows = windows[sounding] if sounding.any() else windows
         return self.resize(windows)
 
