@@ -17,6 +17,11 @@ random span of 1 to 5 s keeps its sound and the rest is digital silence, like th
 padded to a fixed length of environmental-sound sets (ESC-50); `--event-sound 2` keeps 1 to 2 s
 of sound instead (more padding, as ESC-50's barks and knocks have).
 
+`--voices 5` also writes `<out>/voices/`: a second task on real recordings, short and padded like
+environmental sounds, where per-clip statistics are a stronger reference: the phrases of the
+voice packs that Hedgewars ships (one class per speaker, 13 of them; `--per-class` phrases each,
+drawn with `--seed`), each placed at a random point of a 5 s clip of digital silence.
+
 `<out>/SHA256SUMS` lists the packages and every clip a build wrote. Compare two builds' lists
 before their numbers: a package may have been replaced; if the lists match, a difference in
 accuracy comes from the hosts' floating point (one host rebuilds the same bytes every time).
@@ -30,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +62,8 @@ SOUNDTRACKS: dict[str, tuple[str, str]] = {
     "flare": ("flare-game", "usr/share/games/flare/mods/fantasycore/music"),
     "supertuxkart": ("supertuxkart-data", "usr/share/games/supertuxkart/data/music"),
 }
+VOICES = ("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices")   # one folder per voice pack
+SAME_SPEAKER = 5              # voice packs sharing this many recordings are one speaker's
 ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpacked beside themselves
 MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
 START_SECONDS = 30.0          # excerpts start here, or earlier on tracks too short to centre them after it
@@ -179,9 +187,50 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int,
     return written
 
 
+def speakers(folder: Path) -> dict[str, list[Path]]:
+    """Voice pack -> its recordings that no other file repeats, one pack per speaker: of packs that
+    share SAME_SPEAKER or more recordings, only the largest (the first by name among equals) is kept."""
+    packs = {p.name: files_under(p)[0] for p in sorted(folder.iterdir()) if p.is_dir()}
+    digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for files in packs.values() for f in files}
+    copies = Counter(digest.values())
+    kept: list[str] = []
+    for name in sorted(packs, key=lambda n: (-len(packs[n]), n)):
+        held = {digest[f] for f in packs[name]}
+        if all(len(held & {digest[f] for f in packs[other]}) < SAME_SPEAKER for other in kept):
+            kept.append(name)
+    return {name: [f for f in packs[name] if copies[digest[f]] == 1] for name in sorted(kept)}
+
+
+def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: float, seed: int) -> list[Path]:
+    """`count` recordings of each pack drawn with `seed`, each as `out/<pack>/<name>.wav`: a clip of
+    `seconds` of zeros holding the recording (its first `seconds`) at a place drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for name, files in packs.items():
+        if len(files) < count:
+            raise SoundtrackError(f"voice {name}: {len(files)} distinct recordings, fewer than {count}")
+        chosen = list(files)
+        random.Random(seed).shuffle(chosen)
+        for stale in (out / name).glob("*.wav"):   # from an earlier build with other settings
+            stale.unlink()
+        for recording in chosen[:count]:
+            wave, rate = sf.read(str(recording), dtype="float32", always_2d=True)
+            length = int(seconds * rate)
+            wave = wave[:length]
+            clip = np.zeros((length, wave.shape[1]), dtype=np.float32)
+            start = int(rng.uniform(0, length - len(wave)))
+            clip[start:start + len(wave)] = wave
+            path = out / name / f"{recording.stem}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), clip, rate, subtype="PCM_16")
+            written.append(path)
+    return written
+
+
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
-          events: float | None = None, event_sound: float | None = None) -> None:
-    """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too."""
+          events: float | None = None, event_sound: float | None = None, voices: float | None = None) -> None:
+    """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too;
+    with `voices`, the voice clips."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
@@ -199,6 +248,13 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     if events is not None:
         clips = write_events(sorted(excerpts), out / "events", events, seed, event_sound)
         print(f"event clips: {out / 'events'} (data=folder data.root={out / 'events'} data.clip_seconds={events:g})")
+    if voices is not None:
+        package, folder = VOICES
+        clips += write_voices(speakers(unpack(package, out) / folder), out / "voices", per_class, voices, seed)
+        deb = downloaded(package, out / "debs")
+        if deb is not None and deb not in debs:
+            debs.append(deb)
+        print(f"voice clips: {out / 'voices'} (data=folder data.root={out / 'voices'} data.clip_seconds={voices:g})")
     sums = write_checksums(out.resolve(), [p.resolve() for p in debs + excerpts + clips])
     print(f"checksums: {sums} (the packages and every clip; compare another build's with sha256sum -c)")
 
@@ -215,10 +271,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write <out>/events/: clips of SECONDS with a shorter sound padded with silence")
     parser.add_argument("--event-sound", type=float, default=None, metavar="SECONDS",
                         help="the longest sound an event clip keeps (default: the whole clip; the shortest is 1 s)")
+    parser.add_argument("--voices", type=float, default=None, metavar="SECONDS",
+                        help="also write <out>/voices/: Hedgewars' phrases, one class per speaker, padded to SECONDS")
     args = parser.parse_args(argv)
     try:
         build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events,
-              args.event_sound)
+              args.event_sound, args.voices)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,15 @@ import pytest
 import soundfile as sf
 
 from genre_vit import soundtracks
-from genre_vit.soundtracks import SoundtrackError, long_tracks, unpack, write_events, write_excerpts
+from genre_vit.soundtracks import (
+    SoundtrackError,
+    long_tracks,
+    speakers,
+    unpack,
+    write_events,
+    write_excerpts,
+    write_voices,
+)
 
 RATE = 8000
 
@@ -102,6 +110,44 @@ def test_event_clips_can_keep_shorter_sounds(tmp_path):
         write_events(excerpts, tmp_path / "long", seconds=5, seed=0, sound_seconds=6)
 
 
+def voice_packs(root, sizes: dict[str, int], shared: dict[tuple[str, str], int]) -> None:
+    """Packs of `sizes[pack]` distinct phrases, the first `shared[(a, b)]` of b copies of a's."""
+    for i, (pack, size) in enumerate(sizes.items()):
+        for k in range(size):
+            tone(root / pack / f"phrase{k:02d}.wav", 0.5, level=0.01 * (20 * i + k + 1))
+    for (a, b), count in shared.items():
+        for k in range(count):
+            shutil.copy(root / a / f"phrase{k:02d}.wav", root / b / f"phrase{k:02d}.wav")
+
+
+def test_voice_packs_of_one_speaker_count_once_and_no_recording_appears_twice(tmp_path):
+    voice_packs(tmp_path, {"alto": 8, "alto_remix": 9, "bass": 7, "tenor": 6}, {("alto", "alto_remix"): 5, ("bass", "tenor"): 2})
+    packs = speakers(tmp_path)
+    assert sorted(packs) == ["alto_remix", "bass", "tenor"]   # 5 shared: one speaker, the larger pack kept
+    assert [p.name for p in packs["alto_remix"]] == [f"phrase{k:02d}.wav" for k in range(5, 9)]   # its copies left out
+    assert [p.name for p in packs["bass"]] == [f"phrase{k:02d}.wav" for k in range(2, 7)]
+    assert [p.name for p in packs["tenor"]] == [f"phrase{k:02d}.wav" for k in range(2, 6)]
+
+
+def test_voice_clips_hold_each_recording_whole_in_silence_as_the_seed_draws(tmp_path):
+    voice_packs(tmp_path / "packs", {"alto": 4, "bass": 4}, {})
+    packs = speakers(tmp_path / "packs")
+    clips = write_voices(packs, tmp_path / "voices", count=3, seconds=2, seed=0)
+    assert [(p.parent.name, len(sf.read(str(p))[0]) / RATE) for p in clips] == [("alto", 2.0)] * 3 + [("bass", 2.0)] * 3
+    for clip in clips:
+        wave = sf.read(str(clip), always_2d=True)[0]
+        sounding = np.flatnonzero(wave[:, 0])
+        recording = sf.read(str(tmp_path / "packs" / clip.parent.name / clip.name), always_2d=True)[0]
+        np.testing.assert_array_equal(wave[sounding[0]:sounding[0] + len(recording)], recording)
+        assert len(sounding) == len(recording)
+    again = write_voices(packs, tmp_path / "again", count=3, seconds=2, seed=0)
+    assert [sf.read(str(p))[0].tolist() for p in again] == [sf.read(str(p))[0].tolist() for p in clips]
+    fewer = write_voices(packs, tmp_path / "voices", count=2, seconds=2, seed=0)   # a later build, other settings
+    assert sorted((tmp_path / "voices").rglob("*.wav")) == sorted(fewer)
+    with pytest.raises(SoundtrackError, match=r"^voice alto: 4 distinct recordings, fewer than 5$"):
+        write_voices(packs, tmp_path / "more", count=5, seconds=2, seed=0)
+
+
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
 def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
     tree = tmp_path / "tree"
@@ -120,17 +166,20 @@ def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatc
     assert unpack("fake-music", out) == (out / "packages" / "fake-music").resolve()   # unpacked once, then kept
 
 
-def test_a_build_lists_its_package_and_every_clip_in_checksums_that_sha256sum_checks(tmp_path, monkeypatch):
+def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_checks(tmp_path, monkeypatch):
     tree = tmp_path / "tree"
     for i in range(2):
         tone(tree / "music" / f"track{i}.wav", 15, level=0.1 * i)
+    voice_packs(tree / "voices", {"alto": 2}, {})
     out = fake_package(tree, tmp_path / "set")
     monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "music")})
+    monkeypatch.setattr(soundtracks, "VOICES", ("fake-music", "voices"))
 
-    assert soundtracks.main([str(out), "--seconds", "3", "--per-class", "2", "--events", "2"]) == 0
+    assert soundtracks.main([str(out), "--seconds", "3", "--per-class", "2", "--events", "2", "--voices", "1"]) == 0
     listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
-    assert listed == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
-                      "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
+    assert sorted(listed[-2:]) == ["voices/alto/phrase00.wav", "voices/alto/phrase01.wav"]
+    assert listed[:-2] == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
+                           "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
     sf.write(str(out / "tracks" / "fake" / "fake.001.flac"), np.zeros(100), 8000)   # another build's clip
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 1
