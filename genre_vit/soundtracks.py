@@ -234,15 +234,13 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
-    debs, excerpts = [], []
+    packages, excerpts = [], []
     for label in classes:
         package, music = SOUNDTRACKS[label]
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)
         written = write_excerpts(tracks, out / "tracks", label, per_class, seconds, seed)
         print(f"{label}: {len(written)} excerpts of {seconds:g} s from {len(tracks)} tracks of {package}", flush=True)
-        deb = downloaded(package, out / "debs")
-        if deb is not None:   # None: removed after unpacking
-            debs.append(deb)
+        packages.append(package)
         excerpts += written
     clips = []
     if events is not None:
@@ -251,10 +249,10 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     if voices is not None:
         package, folder = VOICES
         clips += write_voices(speakers(unpack(package, out) / folder), out / "voices", per_class, voices, seed)
-        deb = downloaded(package, out / "debs")
-        if deb is not None and deb not in debs:
-            debs.append(deb)
+        packages.append(package)
         print(f"voice clips: {out / 'voices'} (data=folder data.root={out / 'voices'} data.clip_seconds={voices:g})")
+    debs = [deb for deb in dict.fromkeys(downloaded(package, out / "debs") for package in packages)
+            if deb is not None]   # None: removed after unpacking
     sums = write_checksums(out.resolve(), [p.resolve() for p in debs + excerpts + clips])
     print(f"checksums: {sums} (the packages and every clip; compare another build's with sha256sum -c)")
 
