@@ -137,18 +137,29 @@ def long_tracks(folder: Path, min_seconds: float) -> list[Path]:
     return sorted(p for p in distinct.values() if (duration_seconds(p) or 0.0) >= min_seconds)
 
 
+def drawn(files: list[Path], count: int, seed: int) -> list[Path]:
+    """`count` of `files` drawn with `seed` (the same draw whatever order they come in)."""
+    chosen = sorted(files)
+    random.Random(seed).shuffle(chosen)
+    return chosen[:count]
+
+
+def emptied(folder: Path, pattern: str) -> Path:
+    """`folder`, created if need be, without the files matching `pattern` that an earlier build with
+    other settings left."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(pattern):
+        stale.unlink()
+    return folder
+
+
 def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, seconds: float, seed: int) -> list[Path]:
     """`count` excerpts of `seconds` from tracks drawn with `seed`, as `out/<label>/<label>.NNN.flac`."""
     if len(tracks) < count:
         raise SoundtrackError(f"{label}: {len(tracks)} tracks of at least {seconds + MARGIN_SECONDS:.0f} s, fewer than {count}")
-    chosen = sorted(tracks)
-    random.Random(seed).shuffle(chosen)
-    folder = out / label
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f"{label}.*.flac"):   # from an earlier build with other settings
-        stale.unlink()
+    folder = emptied(out / label, f"{label}.*.flac")
     written = []
-    for i, track in enumerate(chosen[:count]):
+    for i, track in enumerate(drawn(tracks, count, seed)):
         info = sf.info(str(track))
         start = min(START_SECONDS, (info.duration - seconds) / 2)
         wave, rate = sf.read(str(track), start=int(start * info.samplerate), frames=int(seconds * info.samplerate), always_2d=True)
@@ -193,10 +204,10 @@ def speakers(folder: Path) -> dict[str, list[Path]]:
     packs = {p.name: files_under(p)[0] for p in sorted(folder.iterdir()) if p.is_dir()}
     digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for files in packs.values() for f in files}
     copies = Counter(digest.values())
+    held = {name: {digest[f] for f in files} for name, files in packs.items()}
     kept: list[str] = []
     for name in sorted(packs, key=lambda n: (-len(packs[n]), n)):
-        held = {digest[f] for f in packs[name]}
-        if all(len(held & {digest[f] for f in packs[other]}) < SAME_SPEAKER for other in kept):
+        if all(len(held[name] & held[other]) < SAME_SPEAKER for other in kept):
             kept.append(name)
     return {name: [f for f in packs[name] if copies[digest[f]] == 1] for name in sorted(kept)}
 
@@ -209,19 +220,15 @@ def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: f
     for name, files in packs.items():
         if len(files) < count:
             raise SoundtrackError(f"voice {name}: {len(files)} distinct recordings, fewer than {count}")
-        chosen = list(files)
-        random.Random(seed).shuffle(chosen)
-        for stale in (out / name).glob("*.wav"):   # from an earlier build with other settings
-            stale.unlink()
-        for recording in chosen[:count]:
+        folder = emptied(out / name, "*.wav")
+        for recording in drawn(files, count, seed):
             wave, rate = sf.read(str(recording), dtype="float32", always_2d=True)
             length = int(seconds * rate)
             wave = wave[:length]
             clip = np.zeros((length, wave.shape[1]), dtype=np.float32)
             start = int(rng.uniform(0, length - len(wave)))
             clip[start:start + len(wave)] = wave
-            path = out / name / f"{recording.stem}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{recording.stem}.wav"
             sf.write(str(path), clip, rate, subtype="PCM_16")
             written.append(path)
     return written
