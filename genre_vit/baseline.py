@@ -1,7 +1,7 @@
-"""The classical reference: per-track spectrogram statistics -> any scikit-learn classifier.
+"""The classical baseline: per-track spectrogram statistics -> any scikit-learn classifier.
 
-A track becomes one vector of 4F numbers, the mean and std of each frequency row and of its first
-time-difference (delta), pooled over all the track's segments; the estimator (from the
+A track becomes one vector of 4F numbers (genre_vit.statistics), the mean and std of each
+frequency row and of its first time-difference (delta), pooled over all the track's segments; the estimator (from the
 `baseline` config, e.g. standardisation then logistic regression) classifies tracks directly.
 """
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from genre_vit.metrics import track_labels, track_scores
-
-CHUNK = 512  # segments converted to float64 at a time: bounds memory on full-resolution sets
+from genre_vit.statistics import track_statistics
 
 
 class Segments(Protocol):
@@ -23,33 +22,6 @@ class Segments(Protocol):
     segments: torch.Tensor
     labels: torch.Tensor
     tracks: torch.Tensor
-
-
-def track_statistics(segments: torch.Tensor, tracks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, F, T) dB segments and (N,) track indices -> ((K,) sorted track ids, (K, 4F) features).
-
-    Features per track: [row means, row stds, delta means, delta stds], each (F,), over all frames
-    of the track's segments (population std). Deltas are x[..., t + 1] - x[..., t] within each
-    segment, never across two segments' boundary. Overlapping segments count their shared frames
-    more than once; for a stationary summary like mean and std this barely matters.
-    """
-    if segments.dim() != 3 or segments.shape[-1] < 2 or len(tracks) != len(segments):
-        raise ValueError(f"expected (N, F, T >= 2) segments and (N,) tracks, got {list(segments.shape)} "
-                         f"and {list(tracks.shape)}")
-    track_ids, inverse = torch.unique(tracks, return_inverse=True)
-    rows = segments.shape[1]
-    sums = torch.zeros(len(track_ids), 4, rows, dtype=torch.float64)  # sum x, sum x^2, sum dx, sum dx^2
-    for start in range(0, len(segments), CHUNK):
-        x = segments[start:start + CHUNK].double()
-        dx = x.diff(dim=-1)
-        per_segment = torch.stack([x.sum(-1), x.square().sum(-1), dx.sum(-1), dx.square().sum(-1)], dim=1)
-        sums.index_add_(0, inverse[start:start + CHUNK], per_segment)
-    counts = torch.bincount(inverse, minlength=len(track_ids)).double().view(-1, 1)
-    frames, deltas = counts * segments.shape[-1], counts * (segments.shape[-1] - 1)
-    mean, delta_mean = sums[:, 0] / frames, sums[:, 2] / deltas
-    std = (sums[:, 1] / frames - mean.square()).clamp_min(0).sqrt()
-    delta_std = (sums[:, 3] / deltas - delta_mean.square()).clamp_min(0).sqrt()
-    return track_ids, torch.cat([mean, std, delta_mean, delta_std], dim=1).float()
 
 
 def _tracks_of(split: Segments) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,13 +7,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from genre_vit.baseline import (
-    count_parameters,
-    fit_track_classifier,
-    track_labels,
-    track_statistics,
-)
+from genre_vit.baseline import count_parameters, fit_track_classifier
 from genre_vit.data.datamodule import SegmentBatchDataset
+from genre_vit.metrics import track_labels
+from genre_vit.statistics import track_statistics
 from tests.conftest import compose_config
 
 
