@@ -6,6 +6,8 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
+from genre_vit.statistics import pooled_statistics, segment_sums
+
 
 def track_labels(labels: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
     """(N,) segment labels and track indices -> (K,) label of each track, in sorted track order.
@@ -30,8 +32,9 @@ def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
 
 
 class TrackVotes(Metric):
-    """Collects segment logits; `compute` returns ((K,) predicted, (K,) true) labels of the K
-    tracks, each classified by the mean of its segments' logits (0-d tensors when K = 1:
+    """Collects segment logits (and, with `statistics`, each segment's sums, see
+    genre_vit.statistics); `compute` returns ((K, C) mean logits, (K,) labels, (K, 4F) track
+    statistics or None) of the K tracks, in sorted track order (the labels 0-d when K = 1:
     torchmetrics squeezes one-element results of `compute`).
 
     Keeps every segment's logits until `compute`, so segments of one track may arrive in any
@@ -40,20 +43,28 @@ class TrackVotes(Metric):
 
     full_state_update = False
 
-    def __init__(self) -> None:
+    def __init__(self, statistics: bool = False) -> None:
         super().__init__()
-        self.add_state("logits", default=[], dist_reduce_fx="cat")
-        self.add_state("labels", default=[], dist_reduce_fx="cat")
-        self.add_state("tracks", default=[], dist_reduce_fx="cat")
+        self.statistics = statistics
+        for name in ("logits", "labels", "tracks") + (("sums",) if statistics else ()):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.frames = 0  # segment length of the sums
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor,
+               segments: torch.Tensor | None = None) -> None:
+        """Segment logits, labels and track indices; with `statistics`, the (B, F, T) segments too."""
         self.logits.append(logits.detach().float())
         self.labels.append(labels)
         self.tracks.append(tracks)
+        if self.statistics:
+            self.sums.append(segment_sums(segments))
+            self.frames = segments.shape[-1]
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        track_logits, labels = vote_by_track(*(dim_zero_cat(s) for s in (self.logits, self.labels, self.tracks)))
-        return track_logits.argmax(dim=1), labels
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        tracks = dim_zero_cat(self.tracks)
+        track_logits, labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), tracks)
+        statistics = pooled_statistics(dim_zero_cat(self.sums), tracks, self.frames)[1] if self.statistics else None
+        return track_logits, labels, statistics
 
 
 def track_scores(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:

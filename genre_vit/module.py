@@ -15,6 +15,7 @@ from genre_vit.metrics import TrackVotes, track_scores
 from genre_vit.models import normalized
 from genre_vit.optim import param_groups
 from genre_vit.recipe import CHECKPOINT_KEY
+from genre_vit.reference import StatisticsReference, fused_scores
 
 # Augmentation draws of step s use seed * AUGMENT_SEED_STRIDE + s: distinct for every (seed, step).
 AUGMENT_SEED_STRIDE = 1_000_003
@@ -29,6 +30,11 @@ class GenreClassifier(L.LightningModule):
     normalisation is saved with the weights. `augment` holds SpecAugment masking (`freq_mask`,
     `time_mask`, `num_masks`, `mask_fill`) and `mixup_alpha` (0 = off), applied to training batches only.
     `recipe` (Recipe.to_dict(), see genre_vit.recipe) is saved in every checkpoint.
+
+    With a `reference` (genre_vit.reference), fitted at fit start on the training fold's
+    segments, a track's score is the network's log-probabilities plus the reference's:
+    `{stage}/track_acc` scores that sum, `{stage}/track_acc_network` the network alone and
+    `{stage}/track_acc_reference` the reference alone.
     """
 
     def __init__(
@@ -41,19 +47,21 @@ class GenreClassifier(L.LightningModule):
         class_names: list[str],
         augment: dict,
         seed: int,
+        reference: StatisticsReference | None = None,
     ):
         super().__init__()
         # logger=False: the train entry writes the full config and final metrics to HPARAMS once.
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "reference"], logger=False)
         self.model = normalized(net, input_rows)
+        self.reference = reference
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.recipe: dict = {}  # set by the train entry (not a constructor argument: Hydra would instantiate its targets)
         num_classes = len(class_names)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_tracks = TrackVotes()
-        self.test_tracks = TrackVotes()
+        self.val_tracks = TrackVotes(statistics=reference is not None)
+        self.test_tracks = TrackVotes(statistics=reference is not None)
         self.val_track_acc_best = MaxMetric()
         self.val_track_acc_best.persistent(True)  # resumed runs keep their best so far
         self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"],
@@ -64,6 +72,9 @@ class GenreClassifier(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and getattr(datamodule, "norm_mean", None) is not None:
             self.model.normalize.set(datamodule.norm_mean, datamodule.norm_std)
+        if stage == "fit" and self.reference is not None and getattr(datamodule, "train_set", None) is not None:
+            train = datamodule.train_set
+            self.reference.fit(train.segments, train.labels, train.tracks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) dB segments -> (B, classes) logits."""
@@ -106,15 +117,20 @@ class GenreClassifier(L.LightningModule):
         logits = self(x)
         accuracy = getattr(self, f"{stage}_acc")
         accuracy(logits, y)
-        getattr(self, f"{stage}_tracks").update(logits, y, tracks)
+        getattr(self, f"{stage}_tracks").update(logits, y, tracks, x if self.reference is not None else None)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
 
     def _log_track_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """Track-level accuracy (the number that matters) and macro-F1 of the epoch."""
         votes = getattr(self, f"{stage}_tracks")
-        scores = track_scores(*votes.compute(), len(self.hparams.class_names))
+        network_logits, labels, statistics = votes.compute()
         votes.reset()
+        num_classes = len(self.hparams.class_names)
+        scores = track_scores(fused_scores(network_logits, self.reference, statistics).argmax(-1), labels, num_classes)
+        if self.reference is not None:
+            for part, part_scores in (("network", network_logits), ("reference", self.reference(statistics))):
+                self.log(f"{stage}/track_acc_{part}", track_scores(part_scores.argmax(-1), labels, num_classes)["acc"])
         self.log(f"{stage}/track_acc", scores["acc"], prog_bar=True)
         self.log(f"{stage}/f1", scores["f1"])
         return scores

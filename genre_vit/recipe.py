@@ -17,6 +17,7 @@ from torch import nn
 from genre_vit.checkpoints import CheckpointError
 from genre_vit.data.audio import Decoding
 from genre_vit.models import normalized
+from genre_vit.reference import StatisticsReference
 
 CHECKPOINT_KEY = "genre_vit_recipe"
 SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
@@ -34,7 +35,8 @@ class Recipe:
     decoding: how files become waveforms (the Decoding's fields); features: the `features`
     config (`_target_` included); model: the `model` config without `compile`; class_names: the
     classes the logits stand for; split: which tracks trained and which validated; batches: the
-    seed and batch size that fix the batch order a mid-epoch resume replays.
+    seed and batch size that fix the batch order a mid-epoch resume replays; reference: the
+    `reference` config (None: the network alone; checkpoints written before it existed have none).
     """
 
     decoding: dict
@@ -43,6 +45,7 @@ class Recipe:
     class_names: list[str]
     split: dict
     batches: dict
+    reference: dict | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> Recipe:
@@ -51,14 +54,16 @@ class Recipe:
         return cls(decoding={f.name: cfg.data[f.name] for f in dataclasses.fields(Decoding)},
                    features=OmegaConf.to_container(cfg.features, resolve=True), model=model,
                    class_names=list(class_names), split={k: cfg.data[k] for k in SPLIT_KEYS},
-                   batches={"seed": cfg.seed, "batch_size": cfg.data.batch_size})
+                   batches={"seed": cfg.seed, "batch_size": cfg.data.batch_size},
+                   reference=OmegaConf.to_container(cfg.reference, resolve=True) if cfg.get("reference") else None)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: str | Path, key: str = "ckpt_path") -> Recipe:
         """The recipe saved in a loaded checkpoint; `key` names the setting that chose the file."""
         saved = checkpoint.get(CHECKPOINT_KEY)
         fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(saved, dict) or set(saved) != fields:
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        if not isinstance(saved, dict) or not required <= set(saved) <= fields:
             raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint of this version (it has no recipe)")
         return cls(**saved)
 
@@ -87,6 +92,12 @@ class Recipe:
     def build_model(self) -> nn.Sequential:
         """The saved model, normalisation then network, as the training module holds it."""
         return normalized(self.build_network(), self.image_shape[0])
+
+    def build_reference(self) -> StatisticsReference | None:
+        """The `reference` fused into the network's track scores (unfitted), or None."""
+        if not self.reference:
+            return None
+        return instantiate(self.reference, rows=self.image_shape[0], num_classes=len(self.class_names))
 
     def differences(self, other: Recipe) -> list[str]:
         """`key: checkpoint value != this run's value` for every setting where `other` (this

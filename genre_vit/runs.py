@@ -15,8 +15,13 @@ STATUSES = ("completed", "failed", "interrupted")
 
 # What a run logs (`optimized_metric` must be one of these). Lightning names a metric logged per
 # step and per epoch `<name>_step` and `<name>_epoch`.
-LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best")
-EPOCH_METRICS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1")  # history.csv
+# With a reference (conf/reference), val/track_acc scores the fused track scores and
+# val/track_acc_network and val/track_acc_reference each part alone.
+REFERENCE_METRICS = ("val/track_acc_network", "val/track_acc_reference")
+LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best",
+                  *REFERENCE_METRICS)
+EPOCH_METRICS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1",
+                 *REFERENCE_METRICS)  # history.csv
 SUMMARY_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")  # summary.csv, best checkpoint's
 
 

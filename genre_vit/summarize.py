@@ -19,11 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from genre_vit.runs import RECORD_FILE, SUMMARY_METRICS, read_record  # noqa: E402
+from genre_vit.runs import RECORD_FILE, REFERENCE_METRICS, SUMMARY_METRICS, read_record  # noqa: E402
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
-LAST_METRICS = ("val/track_acc", "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
+LAST_METRICS = ("val/track_acc", *REFERENCE_METRICS, "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
 # summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
 ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc"}
 

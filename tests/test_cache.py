@@ -112,7 +112,7 @@ def test_normalization_travels_in_the_checkpoint_buffers(tmp_path, gtzan):
     dm = make_datamodule(tmp_path, *gtzan)
     dm.setup("fit")
     cfg = compose_config(*SMALL_FEATURES, "model=vit", "model.depth=1", "model.embed_dim=16", "model.num_heads=2",
-                         "model.stem_channels=[]", "model.patch_size=[43,16]")
+                         "model.stem_channels=[]", "model.patch_size=[43,16]", "reference=none")
     recipe = Recipe.from_config(cfg, dm.classes)
     module = instantiate(cfg.module, net=recipe.build_network(), input_rows=recipe.image_shape[0], class_names=dm.classes)
     module.model.normalize.set(dm.norm_mean, dm.norm_std)

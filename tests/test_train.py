@@ -155,7 +155,8 @@ def test_confusion_matrix_and_examples_are_images_per_epoch(tiny_run):
 
 def test_history_csv_has_a_row_per_epoch(tiny_run):
     lines = (tiny_run / "history.csv").read_text().splitlines()
-    assert lines[0].startswith("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,lr")
+    assert lines[0] == ("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,"
+                        "val/track_acc_network,val/track_acc_reference,lr")
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
 
 
