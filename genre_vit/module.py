@@ -32,7 +32,7 @@ class GenreClassifier(L.LightningModule):
     `recipe` (Recipe.to_dict(), see genre_vit.recipe) is saved in every checkpoint.
 
     With a `reference` (genre_vit.reference), fitted at fit start on the training fold's
-    segments, a track's score is the network's log-probabilities plus the reference's:
+    segments, a track's score is the network's log-probabilities plus the reference's vote:
     `{stage}/track_acc` scores that sum, `{stage}/track_acc_network` the network alone and
     `{stage}/track_acc_reference` the reference alone.
     """
