@@ -103,7 +103,8 @@ def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batc
 def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:
     torch.manual_seed(0)
     recipe = Recipe.from_config(cfg, CLASS_NAMES)
-    return instantiate(cfg.module, net=recipe.build_network(), input_rows=image_shape[0], class_names=CLASS_NAMES)
+    return instantiate(cfg.module, net=recipe.build_network(), input_rows=image_shape[0], class_names=CLASS_NAMES,
+                       reference=recipe.build_reference())  # unfitted: predict's rate includes its statistics
 
 
 def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> float:

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from genre_vit.metrics import track_labels
 from genre_vit.statistics import track_statistics
 
 log = logging.getLogger(__name__)
@@ -106,6 +105,8 @@ class StatisticsReference(nn.Module):
     def fit(self, segments: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> float:
         """Fit to the training split's (N, F, T) dB segments, (N,) labels and (N,) track indices;
         return the sharpness (0 when the tracks are too few to cross-validate: no opinion)."""
+        from genre_vit.metrics import track_labels  # torchmetrics: not for predict, which never fits
+
         started = time.perf_counter()
         _, statistics = track_statistics(segments, tracks)
         x, y = statistics.double().numpy(), track_labels(labels, tracks).numpy()
