@@ -36,8 +36,8 @@ class Predictor:
     @torch.no_grad()
     def track_scores(self, segments: torch.Tensor, batch_size: int) -> torch.Tensor:
         """(N, F, T) dB segments of one track -> (classes,) log-probabilities, as validation scores
-        a track: the mean of the segments' logits, plus the reference's log-probabilities when the
-        checkpoint has one."""
+        a track: from the mean of the segments' logits, plus the reference's vote when the
+        checkpoint has one (genre_vit.reference.fused_scores)."""
         logits = torch.cat([self.model(chunk) for chunk in segments.split(batch_size)])
         statistics = None
         if self.reference is not None:

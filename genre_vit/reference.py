@@ -122,7 +122,7 @@ class StatisticsReference(nn.Module):
 
 def fused_scores(network_logits: torch.Tensor, reference: StatisticsReference | None,
                  statistics: torch.Tensor | None) -> torch.Tensor:
-    """(K, classes) track log-probabilities: the network's (from its mean logits), plus the
-    reference's when there is one."""
+    """(K, classes) track scores: the network's log-probabilities (from its mean logits), plus the
+    reference's vote when there is one."""
     scores = network_logits.float().log_softmax(dim=-1)
     return scores if reference is None else scores + reference(statistics).to(scores)
