@@ -68,7 +68,9 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
                               "(ckpt_path=PATH resumes from one)") from None
     differences = Recipe.from_checkpoint(checkpoint, path).differences(recipe)
     if differences:
-        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; {listed(differences)}")
+        fix = ("; set this run's reference to the checkpoint's (reference=none for one written without a reference)"
+               if any(d.startswith("reference") for d in differences) else "")
+        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; {listed(differences)}{fix}")
     return str(path)
 
 

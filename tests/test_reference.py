@@ -7,12 +7,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from genre_vit.checkpoints import CheckpointError
 from genre_vit.inference import Predictor
 from genre_vit.metrics import TrackVotes, track_labels
 from genre_vit.recipe import Recipe, build_features
 from genre_vit.reference import StatisticsReference, fused_scores
 from genre_vit.statistics import track_statistics
-from tests.conftest import compose_config
+from tests.conftest import TINY, compose_config, train_in_process
 from tests.test_baseline import band_energy_split
 
 
@@ -93,6 +94,13 @@ def test_a_checkpoint_without_a_reference_still_loads():
     recipe = Recipe.from_config(compose_config("reference=none"), ["a", "b"]).to_dict()
     del recipe["reference"]  # as checkpoints written before the reference existed
     assert Recipe.from_checkpoint({"genre_vit_recipe": recipe}, "old.ckpt").build_reference() is None
+
+
+def test_resuming_with_another_reference_setting_is_refused_naming_the_fix(tiny_run, tmp_path, shared_cache):
+    refusal = r"reference\._target_: checkpoint .*\(reference=none for one written without a reference\)$"
+    with pytest.raises(CheckpointError, match=refusal):
+        train_in_process(tmp_path / "run", *TINY, "reference=none", f"paths.cache_dir={shared_cache}",
+                         f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}")
 
 
 def test_predict_scores_a_track_as_validation_did(tiny_run):
