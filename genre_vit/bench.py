@@ -25,7 +25,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
@@ -100,16 +99,15 @@ def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batc
     return DataLoader(data, sampler=sampler, batch_size=None)
 
 
-def _module(cfg: DictConfig, image_shape: tuple[int, int]) -> L.LightningModule:
+def _module(cfg: DictConfig) -> L.LightningModule:
     torch.manual_seed(0)
     recipe = Recipe.from_config(cfg, CLASS_NAMES)
-    return instantiate(cfg.module, net=recipe.build_network(), input_rows=image_shape[0], class_names=CLASS_NAMES,
-                       reference=recipe.build_reference())  # unfitted: predict's rate includes its statistics
+    return recipe.build_classifier(cfg.module, recipe.build_network())  # predict's rate includes the reference's statistics
 
 
 def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> float:
     """Segments per second of a hand-written loop: the same module, optimizer and batches."""
-    module = _module(cfg, image_shape)
+    module = _module(cfg)
     optimizer, scheduler = module.build_optimizer(total_steps=steps + warmup)
     module.train()
     start = None
@@ -127,7 +125,7 @@ def raw_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: 
 
 def lightning_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
     """(segments per second, share of step time spent building batches) of Trainer.fit."""
-    module = _module(cfg, image_shape)
+    module = _module(cfg)
     loader = _loader(cfg, image_shape, batch_size, steps + warmup)
     clock = StepClock(warmup)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, logger=False, callbacks=[clock],
@@ -143,7 +141,7 @@ def flops_per_segment(cfg: DictConfig, image_shape) -> float:
 
     The count runs attention on the math backend: the CPU flash-attention kernel that training
     uses has no FLOP formula in the counter and would count as zero (8% of the default model)."""
-    module = _module(cfg, image_shape)
+    module = _module(cfg)
     x = torch.randn(4, *image_shape)
     with FlopCounterMode(display=False) as counter, sdpa_kernel([SDPBackend.MATH]):
         module(x).sum().backward()
@@ -267,7 +265,7 @@ def bench_config(name: str, cfg: DictConfig, image_shape: tuple[int, int], rates
         "dataloader_wait_fraction": min(rates["wait"]),
     }
     result.update(feature_and_predict_rates(cfg, opts.feature_tracks_per_genre, opts.predict_tracks, work / name,
-                                            _module(cfg, image_shape)))
+                                            _module(cfg)))
     if opts.rss_overrides is not None:
         cache_dir = Path(opts.rss_cache_dir).resolve() if opts.rss_cache_dir else work / "rss-cache"
         result["peak_rss_mb"] = peak_rss_mb([*opts.rss_overrides, *opts.configs[name]], work / f"{name}-rss", cache_dir)

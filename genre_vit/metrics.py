@@ -6,7 +6,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
-from genre_vit.statistics import pooled_statistics, segment_sums
+from genre_vit.statistics import pooled_statistics, segment_moments
 
 
 def track_labels(labels: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,7 @@ def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
 
 
 class TrackVotes(Metric):
-    """Collects segment logits (and, with `statistics`, each segment's sums, see
+    """Collects segment logits (and, with `statistics`, each segment's moments, see
     genre_vit.statistics); `compute` returns ((K, C) mean logits, (K,) labels, (K, 4F) track
     statistics or None) of the K tracks, in sorted track order (the labels 0-d when K = 1:
     torchmetrics squeezes one-element results of `compute`).
@@ -46,9 +46,8 @@ class TrackVotes(Metric):
     def __init__(self, statistics: bool = False) -> None:
         super().__init__()
         self.statistics = statistics
-        for name in ("logits", "labels", "tracks") + (("sums",) if statistics else ()):
+        for name in ("logits", "labels", "tracks") + (("moments",) if statistics else ()):
             self.add_state(name, default=[], dist_reduce_fx="cat")
-        self.frames = 0  # segment length of the sums
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor,
                segments: torch.Tensor | None = None) -> None:
@@ -57,13 +56,12 @@ class TrackVotes(Metric):
         self.labels.append(labels)
         self.tracks.append(tracks)
         if self.statistics:
-            self.sums.append(segment_sums(segments))
-            self.frames = segments.shape[-1]
+            self.moments.append(segment_moments(segments))
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         tracks = dim_zero_cat(self.tracks)
         track_logits, labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), tracks)
-        statistics = pooled_statistics(dim_zero_cat(self.sums), tracks, self.frames)[1] if self.statistics else None
+        statistics = pooled_statistics(dim_zero_cat(self.moments), tracks)[1] if self.statistics else None
         return track_logits, labels, statistics
 
 

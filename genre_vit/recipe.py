@@ -99,6 +99,12 @@ class Recipe:
             return None
         return instantiate(self.reference, rows=self.image_shape[0], num_classes=len(self.class_names))
 
+    def build_classifier(self, settings: Mapping[str, Any], net: nn.Module) -> nn.Module:
+        """The training module of a `module` config (GenreClassifier) around `net`, with this
+        recipe's input rows, classes and (unfitted) reference."""
+        return instantiate(settings, net=net, input_rows=self.image_shape[0], class_names=self.class_names,
+                           reference=self.build_reference())
+
     def differences(self, other: Recipe) -> list[str]:
         """`key: checkpoint value != this run's value` for every setting where `other` (this
         run) differs from self (a checkpoint's recipe)."""

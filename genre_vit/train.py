@@ -140,8 +140,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     """Train the recipe's network with Lightning and score its best checkpoint: the record's fields."""
     is_main_process = rank_zero_only.rank == 0
     net = recipe.build_network(compile=cfg.model.get("compile", False))
-    model = instantiate(cfg.module, net=net, input_rows=recipe.image_shape[0], class_names=recipe.class_names,
-                        reference=recipe.build_reference())
+    model = recipe.build_classifier(cfg.module, net)
     model.recipe = recipe.to_dict()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
