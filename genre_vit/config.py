@@ -114,6 +114,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.weight_averaging.bn_batches": _int(0),
     "trainer.max_epochs": ((lambda v: v is None or _budget(v)), "null, -1 (no limit) or integers >= 1"),
     "trainer.max_steps": (_budget, "-1 (no limit) or integers >= 1"),
+    "budget.steps_per_track": _number(0),
+    "budget.max_steps": _optional(_int(1)),
 }
 _ABSENT = object()
 

@@ -121,10 +121,19 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     return best_path, best, best_epoch, test
 
 
+def budget_steps(max_steps: int, train_tracks: int, steps_per_track: float = 0, cap: int | None = None) -> int:
+    """The training budget in optimizer steps: `max_steps` at least, raised to `steps_per_track`
+    per training track for larger training sets, but not above `cap` (when set)."""
+    grown = math.ceil(steps_per_track * train_tracks)
+    if cap is not None:
+        grown = min(grown, cap)
+    return max(max_steps, grown)
+
+
 def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_steps: int,
-                     max_epochs: int | None) -> int:
-    """The epochs that train `max_steps` optimizer steps (whole epochs, so at least that many
-    steps), capped at `max_epochs` when that is set.
+                     max_epochs: int | None, steps_per_track: float = 0, cap: int | None = None) -> int:
+    """The epochs that train the budget's optimizer steps (`budget_steps` of this training set;
+    whole epochs, so at least that many steps), capped at `max_epochs` when that is set.
 
     The budget reaches Lightning as epochs because Lightning resumes an iteration-based run
     (`max_steps` set) wrongly from a checkpoint written at the end of an epoch: it trains no
@@ -132,7 +141,13 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
     datamodule.trainer = trainer  # this process's share of the batches under DDP
     datamodule.prepare_data()
     datamodule.setup("fit")
-    epochs = math.ceil(max_steps / len(datamodule.train_dataloader()))
+    train_tracks = datamodule.counts["train_tracks"]
+    steps = budget_steps(max_steps, train_tracks, steps_per_track, cap)
+    if steps != max_steps:
+        log.info("Training budget: %d optimizer steps (budget.steps_per_track=%s x %d training tracks, "
+                 "from trainer.max_steps=%d up to budget.max_steps=%s)", steps, steps_per_track, train_tracks,
+                 max_steps, cap)
+    epochs = math.ceil(steps / len(datamodule.train_dataloader()))
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 
 
@@ -150,7 +165,9 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
                                      plugins=[AtomicCheckpointIO()])
     if max_steps != -1:
-        trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"))
+        budget = cfg.get("budget") or {}
+        trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"),
+                                                       budget.get("steps_per_track", 0), budget.get("max_steps"))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         if stop and stop.stopping:

@@ -10,6 +10,7 @@ from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures, sounding_starts
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
+from genre_vit.train import budget_steps
 from tests.conftest import TINY, train_in_process
 
 
@@ -174,6 +175,16 @@ def test_the_budget_is_optimizer_steps_whatever_the_data_set_size(tmp_path, shar
     fixed = train_in_process(tmp_path / "fixed", *TINY, *budget, "data.random_crops=false", "data.batch_size=4")
     assert (few["steps"], few["epochs"]) == (9, 3)
     assert fixed["steps"] >= 9 and fixed["steps"] - 9 < fixed["steps"] / fixed["epochs"]  # rounded up to whole epochs
+    grown = train_in_process(tmp_path / "grown", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=1.5")
+    assert grown["train_tracks"] == few["train_tracks"] and grown["steps"] == 3 * math.ceil(1.5 * few["train_tracks"] / 3)
+
+
+def test_the_budget_grows_with_the_training_tracks_from_its_floor_up_to_its_ceiling():
+    assert budget_steps(600, 320) == 600  # steps_per_track=0: the same budget for any data set size
+    assert budget_steps(600, 80, steps_per_track=6) == 600  # small sets keep the floor
+    assert budget_steps(600, 208, steps_per_track=6) == 1248
+    assert budget_steps(600, 320, steps_per_track=6, cap=1200) == 1200
+    assert budget_steps(600, 320, steps_per_track=6, cap=300) == 600  # a ceiling under the floor leaves the floor
 
 
 def test_the_progress_bar_shows_the_step_against_the_budget(monkeypatch):
