@@ -31,6 +31,7 @@ def test_defaults_are_the_small_data_recipe():
     assert cfg.model._target_.endswith("SpectrogramCNN") and list(cfg.model.channels) == [32, 64, 128, 256]
     assert list(cfg.model.stem_patch) == [2, 2]
     assert cfg.data.random_crops and cfg.trainer.max_steps == 600 and cfg.trainer.max_epochs is None
+    assert (cfg.budget.steps_per_track, cfg.budget.max_steps) == (5, 1200)  # 600 steps up to 120 training tracks
     assert cfg.data.num_folds == 5 and cfg.trainer.accelerator == "cpu" and not cfg.callbacks.weight_averaging
 
 

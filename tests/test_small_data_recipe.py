@@ -171,20 +171,22 @@ def test_stochastic_depth_drops_whole_samples_in_training_only():
 
 def test_the_budget_is_optimizer_steps_whatever_the_data_set_size(tmp_path, shared_cache):
     budget = ("trainer.max_epochs=null", "trainer.max_steps=9", "data.batches_per_epoch=3", f"paths.cache_dir={shared_cache}")
-    few = train_in_process(tmp_path / "few", *TINY, *budget, "data.num_folds=3")
-    fixed = train_in_process(tmp_path / "fixed", *TINY, *budget, "data.random_crops=false", "data.batch_size=4")
+    few = train_in_process(tmp_path / "few", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0")
+    fixed = train_in_process(tmp_path / "fixed", *TINY, *budget, "data.random_crops=false", "data.batch_size=4",
+                             "budget.steps_per_track=0")
     assert (few["steps"], few["epochs"]) == (9, 3)
     assert fixed["steps"] >= 9 and fixed["steps"] - 9 < fixed["steps"] / fixed["epochs"]  # rounded up to whole epochs
-    grown = train_in_process(tmp_path / "grown", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=1.5")
+    grown = train_in_process(tmp_path / "grown", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=1.5",
+                             "budget.max_steps=null")
     assert grown["train_tracks"] == few["train_tracks"] and grown["steps"] == 3 * math.ceil(1.5 * few["train_tracks"] / 3)
 
 
 def test_the_budget_grows_with_the_training_tracks_from_its_floor_up_to_its_ceiling():
     assert budget_steps(600, 320) == 600  # steps_per_track=0: the same budget for any data set size
-    assert budget_steps(600, 80, steps_per_track=6) == 600  # small sets keep the floor
-    assert budget_steps(600, 208, steps_per_track=6) == 1248
-    assert budget_steps(600, 320, steps_per_track=6, cap=1200) == 1200
-    assert budget_steps(600, 320, steps_per_track=6, cap=300) == 600  # a ceiling under the floor leaves the floor
+    assert budget_steps(600, 120, steps_per_track=5) == 600  # the largest sets the floor was measured on keep it
+    assert budget_steps(600, 208, steps_per_track=5) == 1040
+    assert budget_steps(600, 320, steps_per_track=5, cap=1200) == 1200
+    assert budget_steps(600, 320, steps_per_track=5, cap=300) == 600  # a ceiling under the floor leaves the floor
 
 
 def test_the_progress_bar_shows_the_step_against_the_budget(monkeypatch):
