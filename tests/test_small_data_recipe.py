@@ -169,7 +169,7 @@ def test_stochastic_depth_drops_whole_samples_in_training_only():
     assert [b.drop_path.rate for b in net.blocks] == pytest.approx([0.0, 0.1, 0.2])
 
 
-def test_the_budget_is_optimizer_steps_whatever_the_data_set_size(tmp_path, shared_cache):
+def test_the_budget_is_optimizer_steps_in_whole_epochs_and_grows_with_the_training_tracks_on_request(tmp_path, shared_cache):
     budget = ("trainer.max_epochs=null", "trainer.max_steps=9", "data.batches_per_epoch=3", f"paths.cache_dir={shared_cache}")
     few = train_in_process(tmp_path / "few", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0")
     fixed = train_in_process(tmp_path / "fixed", *TINY, *budget, "data.random_crops=false", "data.batch_size=4",
