@@ -25,7 +25,8 @@ NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a ch
 IGNORED_PREFIXES = ("paths.", "hydra.")
 LAST_METRICS = ("val/track_acc", *REFERENCE_METRICS, "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
 # summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
-ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc"}
+ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc",
+               "network": "last/val/track_acc_network", "reference": "last/val/track_acc_reference"}
 
 
 def job_overrides(run_dir: Path, root: Path) -> list[str]:
@@ -144,18 +145,20 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
     common = sorted(common_overrides(jobs))
     lines = [f"Overrides shared by every job: `{' '.join(common)}`" if common else "No override is shared by every job.", "",
              "| rank | setting | runs | track acc, last (mean ± std) | track acc, best epoch | per fold (last) | "
-             "per seed (last) | train acc, last | failed |",
-             "|---:|---|---:|---|---|---|---|---|---:|"]
+             "per seed (last) | train acc, last | network alone, last | reference alone, last | failed |",
+             "|---:|---|---:|---|---|---|---|---|---|---|---:|"]
     for rank, row in enumerate(rows, 1):
         folds = " / ".join(f"{100 * v:.0f}" for v in row["per_fold"]) or "-"
         seeds = ", ".join(f"{seed or 'configured'}: {100 * v:.1f}" for seed, v in row["per_seed"].items()) or "-"
         lines.append(f"| {rank} | `{row['setting']}` | {row['runs']} | {_percent(row['last'])} | "
                      f"{_percent(row['best_epoch'])} | {folds} | {seeds} | {_percent(row['train_acc'])} | "
-                     f"{row['failed']} |")
+                     f"{_percent(row['network'])} | {_percent(row['reference'])} | {row['failed']} |")
     lines += ["", "Percent. *last*: the final weights, no choice made on the validation fold (the honest number); "
               "*best epoch*: the best validation epoch's, chosen on the validation fold itself (optimistic). "
               "std: sample std over folds, each fold averaged over its seeds; *per seed*: each seed's mean over "
-              "its folds; *train acc*: the last epoch's accuracy on the training batches."]
+              "its folds; *train acc*: the last epoch's accuracy on the training batches; *network alone*, "
+              "*reference alone*: the same runs' track accuracy of the network without the classical reference and "
+              "of the reference alone (the default's track acc fuses the two; `-`: the runs have no reference)."]
     failed = [j for j in jobs if j["status"] != "completed"]
     if failed:
         lines += ["", "Jobs that did not complete:", ""]

@@ -92,11 +92,14 @@ def test_a_resumed_job_counts_in_its_setting_and_fold():
     assert setting_of(["experiment=paper", "fold=1", "ckpt_path=last"], common=set()) == "experiment=paper"
 
 
-def write_job(root: Path, name: str, overrides: list[str], last: float, best: float, train_acc: float | None = 0.9) -> None:
-    """A finished job's folder as a multirun leaves it: its overrides and its metrics.json."""
+def write_job(root: Path, name: str, overrides: list[str], last: float, best: float, train_acc: float | None = 0.9,
+              **parts: float) -> None:
+    """A finished job's folder as a multirun leaves it: its overrides and its metrics.json; `parts`:
+    the last epoch's `network` and `reference` track accuracies, for a job with the reference."""
     (root / name / ".hydra").mkdir(parents=True)
     (root / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    final = {"val/track_acc": last, "val/acc": last, **({"train/acc": train_acc} if train_acc is not None else {})}
+    final = {"val/track_acc": last, "val/acc": last, **({"train/acc": train_acc} if train_acc is not None else {}),
+             **{f"val/track_acc_{part}": value for part, value in parts.items()}}
     fold = int(next(o for o in overrides if o.startswith("fold=")).split("=")[1])
     (root / name / "metrics.json").write_text(json.dumps({"status": "completed", "fold": fold, "final": final,
                                                           "best": {"val/track_acc": best, "val/acc": best}}))
@@ -112,6 +115,20 @@ def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(
     assert [(r[1], r[3], r[4], r[5], r[7]) for r in rows] == [
         ("`experiment=baseline_logreg`", "60.0 ± 0.0", "60.0 ± 0.0", "60 / 60", "-"),
         ("`model=cnn`", "50.0 ± 0.0", "90.0 ± 0.0", "50 / 50", "90.0 ± 0.0")]
+
+
+def test_the_summary_shows_the_network_alone_and_the_reference_alone_beside_their_sum(tmp_path):
+    write_job(tmp_path, "0", ["fold=0", "reference=logreg"], last=0.7, best=0.7, network=0.4, reference=0.6)
+    write_job(tmp_path, "1", ["fold=1", "reference=logreg"], last=0.5, best=0.5, network=0.4, reference=0.8)
+    write_job(tmp_path, "2", ["fold=0", "reference=none"], last=0.4, best=0.4)
+    write_job(tmp_path, "3", ["fold=1", "reference=none"], last=0.4, best=0.4)
+    summarize(tmp_path)
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    header = lines[2].split(" | ")
+    rows = {r[1]: r for r in (line.split(" | ") for line in lines if line.startswith(("| 1 ", "| 2 ")))}
+    network, reference = header.index("network alone, last"), header.index("reference alone, last")
+    assert (rows["`reference=logreg`"][network], rows["`reference=logreg`"][reference]) == ("40.0 ± 0.0", "70.0 ± 14.1")
+    assert (rows["`reference=none`"][network], rows["`reference=none`"][reference]) == ("-", "-")
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
