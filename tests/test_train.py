@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from genre_vit.callbacks.figures import confusion_figure, examples_figure
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
@@ -153,6 +154,18 @@ def test_confusion_matrix_and_examples_are_images_per_epoch(tiny_run):
     assert len(acc.Images("val/confusion_matrix")) == 2
     assert acc.Images("val/examples")[0].width > 200
     assert acc.Images("val/confusion_matrix")[0].encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_the_confusion_figure_counts_every_cell_and_examples_show_wrong_guesses_in_red():
+    matrix = torch.tensor([[3, 1], [0, 4]])
+    (confusion,) = confusion_figure(matrix, ["crackling_fire", "rain"], "epoch 0").axes
+    assert [text.get_text() for text in confusion.texts] == ["3", "1", "0", "4"]  # row by row: true x predicted
+    assert [label.get_text() for label in confusion.get_yticklabels()] == ["crackling_fire", "rain"]
+    (strip,) = examples_figure(torch.zeros(3, 8, 4), ["true a\npred a", "true b\npred a", "true c\npred c"],
+                               [True, False, True]).axes
+    titles = [tick.label2 for tick in strip.xaxis.get_major_ticks()]
+    assert [t.get_text() for t in titles] == ["true a\npred a", "true b\npred a", "true c\npred c"]
+    assert [t.get_color() for t in titles] == ["black", "red", "black"]
 
 
 def test_history_csv_has_a_row_per_epoch(tiny_run):

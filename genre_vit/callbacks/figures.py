@@ -1,23 +1,51 @@
-"""TensorBoard pictures of each validation epoch: the track confusion matrix and example segments."""
+"""TensorBoard pictures of each validation epoch: the track confusion matrix and example segments.
+
+Drawn with matplotlib's object API (no pyplot figure registry) and one layout pass each: a
+validation's two figures cost about a third of a second, not a second (constrained layout and six
+subplot axes did)."""
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
-import matplotlib
 import torch
-from torchmetrics.utilities.plot import plot_confusion_matrix
-
-matplotlib.use("Agg")  # no display: figures are rendered to images
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
-def confusion_figure(matrix: torch.Tensor, class_names: list[str], title: str) -> plt.Figure:
+def confusion_figure(matrix: torch.Tensor, class_names: list[str], title: str) -> Figure:
     """A (true x predicted) count matrix, labelled and annotated, sized for the number of classes."""
-    fig, ax = plot_confusion_matrix(matrix, labels=list(class_names))
-    size = max(4.0, 0.6 * len(class_names) + 2)
-    fig.set_size_inches(size, size)
-    ax.set_title(title)
+    counts, n = matrix.cpu().numpy(), len(class_names)
+    size = max(4.0, 0.6 * n + 2)
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="viridis")
+    dark = counts.min() + (counts.max() - counts.min()) / 2
+    for row in range(n):
+        for col in range(n):
+            count = counts[row, col]
+            ax.text(col, row, str(count), ha="center", va="center", color="white" if count < dark else "black")
+    ax.set_xticks(range(n), class_names, rotation=45)
+    ax.set_yticks(range(n), class_names, rotation=25)
+    ax.set(xlabel="Predicted class", ylabel="True class", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def examples_figure(images: torch.Tensor, titles: list[str], correct: list[bool]) -> Figure:
+    """Segments side by side in one axes (a gap between them), each titled; wrong guesses in red."""
+    count, (rows, cols) = len(images), images.shape[1:]
+    gap = max(1, cols // 8)
+    strip = torch.full((rows, count * (cols + gap) - gap), float("nan"))
+    for i, image in enumerate(images):
+        strip[:, i * (cols + gap): i * (cols + gap) + cols] = image
+    fig = Figure(figsize=(2.2 * count, 3))
+    ax = fig.add_axes((0.005, 0.01, 0.99, 0.82))
+    ax.imshow(strip.numpy(), origin="lower", aspect="auto", cmap="magma")
+    ax.set_xticks([i * (cols + gap) + (cols - 1) / 2 for i in range(count)], titles, fontsize=8)
+    ax.tick_params(top=False, bottom=False, labeltop=True, labelbottom=False, left=False, labelleft=False)
+    for tick, right in zip(ax.xaxis.get_major_ticks(), correct):
+        tick.label2.set_color("black" if right else "red")
+    ax.set_frame_on(False)
     return fig
 
 
@@ -40,19 +68,15 @@ class ValidationImages(L.Callback):
         if self.num_examples:
             writer.add_figure("val/examples", self._examples(trainer, pl_module, names), global_step=step)
 
-    def _examples(self, trainer: L.Trainer, pl_module: L.LightningModule, names: list[str]) -> plt.Figure:
+    def _examples(self, trainer: L.Trainer, pl_module: L.LightningModule, names: list[str]) -> Figure:
         dataset = trainer.datamodule.val_set
         index = torch.linspace(0, len(dataset) - 1, self.num_examples).long().tolist()
         x, y, _ = dataset[index]
         with torch.no_grad():
             predicted = pl_module(x.to(pl_module.device)).argmax(dim=1).cpu()
-        fig, axes = plt.subplots(1, len(index), figsize=(2.2 * len(index), 3), squeeze=False)
-        for ax, image, true, guess in zip(axes[0], x, y.tolist(), predicted.tolist()):
-            ax.imshow(image.numpy(), origin="lower", aspect="auto", cmap="magma")
-            ax.set_title(f"true {names[true]}\npred {names[guess]}", fontsize=8, color="black" if true == guess else "red")
-            ax.axis("off")
-        fig.tight_layout()
-        return fig
+        pairs = list(zip(y.tolist(), predicted.tolist()))
+        return examples_figure(x, [f"true {names[true]}\npred {names[guess]}" for true, guess in pairs],
+                               [true == guess for true, guess in pairs])
 
 
 def _tensorboard(trainer: L.Trainer) -> Any:
