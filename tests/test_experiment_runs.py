@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from genre_vit.summarize import setting_of, summarize
-from tests.conftest import TINY, CodeRunningPayload, compose_config, run_module, train_in_process
+from tests.conftest import TINY, CodeRunningPayload, compose_config, run_entry_point, run_module, train_in_process
 
 
 def train(tmp_path, shared_cache, *overrides, run_dir=None):
@@ -20,7 +20,7 @@ def train(tmp_path, shared_cache, *overrides, run_dir=None):
 
 def multirun(tmp_path, shared_cache, *overrides) -> list[dict]:
     """`python -m genre_vit.train -m OVERRIDES` into `tmp_path/sweep`; the rows of its summary.csv."""
-    result = run_module("genre_vit.train", "-m", *overrides, f"paths.output_root={tmp_path}",
+    result = run_entry_point("genre_vit.train", "-m", *overrides, f"paths.output_root={tmp_path}",
                         f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "sweep" / "summary.csv") as f:
@@ -31,7 +31,7 @@ def multirun(tmp_path, shared_cache, *overrides) -> list[dict]:
 def sweep(tmp_path_factory, shared_cache):
     """A 2x2 multirun: two patch shapes (a list-valued key), two folds."""
     out = tmp_path_factory.mktemp("sweep")
-    result = run_module("genre_vit.train", "-m", "debug=fast", "model=vit", "model.patch_size=[16,4],[8,8]", "fold=0,1",
+    result = run_entry_point("genre_vit.train", "-m", "debug=fast", "model=vit", "model.patch_size=[16,4],[8,8]", "fold=0,1",
                         f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "sweep"
@@ -176,7 +176,7 @@ def test_predict_needs_only_the_checkpoint_and_survives_a_corrupt_file(tiny_run,
     sf.write(songs / "a.wav", np.sin(np.arange(rate * 9) * 0.05) * 0.3, rate)
     (songs / "broken.wav").write_bytes(b"not audio" * 50)
     sf.write(songs / "b.flac", np.random.default_rng(0).standard_normal(rate * 12) * 0.1, rate)
-    result = run_module("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={songs}",
+    result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={songs}",
                         f"output={tmp_path / 'predictions.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "predictions.csv") as f:
@@ -209,13 +209,13 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"state_dict": {}, "genre_vit_recipe": {"payload": CodeRunningPayload(marker)}}, tmp_path / "evil.ckpt")
     (tmp_path / "songs").mkdir()
-    result = run_module("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
+    result = run_entry_point("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, shared_cache):
-    result = run_module("genre_vit.train", "hparams_search=optuna", "fold=all", "data.num_folds=2", "debug=fast",
+    result = run_entry_point("genre_vit.train", "hparams_search=optuna", "fold=all", "data.num_folds=2", "debug=fast",
                         "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
                         f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

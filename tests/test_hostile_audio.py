@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from genre_vit.data.cache import _extract_one
 from genre_vit.recipe import Recipe
-from tests.conftest import compose_config, run_module, write_tone
+from tests.conftest import compose_config, run_entry_point, write_tone
 
 RATE, CLIP = 22050, 30.0
 DEFAULT = Recipe.from_config(compose_config(), class_names=[])  # the default recipe
@@ -112,7 +112,7 @@ def test_a_run_on_a_folder_of_hostile_files_trains_on_the_good_ones_only(tmp_pat
         sf.write(root / "drone" / name, data, rate, subtype=subtype)
     (root / "chirp" / "random.mp3").write_bytes(np.random.default_rng(1).bytes(3000))
     (root / "chirp" / "empty.flac").write_bytes(b"")
-    result = run_module("genre_vit.train", "debug=fast", "data=folder", f"data.root={root}", "data.num_folds=3",
+    result = run_entry_point("genre_vit.train", "debug=fast", "data=folder", f"data.root={root}", "data.num_folds=3",
                         f"paths.output_root={tmp_path}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "run" / "skipped.csv") as f:

@@ -10,7 +10,14 @@ import time
 import pytest
 
 from genre_vit.summarize import summarize
-from tests.conftest import SLOW_EPOCHS, assert_ends_like, metrics_of, start_training, train_whole
+from tests.conftest import (
+    SLOW_EPOCHS,
+    assert_ends_like,
+    assert_only_about_the_run,
+    metrics_of,
+    start_training,
+    train_whole,
+)
 
 pytestmark = pytest.mark.slow  # real processes and signals: tens of seconds each
 
@@ -47,4 +54,5 @@ def test_a_run_killed_from_outside_resumes_with_the_printed_command_to_the_unint
     resumed = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                              env={**os.environ, "PATH": "/nonexistent"})  # no `python` on the PATH
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_only_about_the_run(resumed.stderr)
     assert_ends_like(run_dir, uninterrupted)

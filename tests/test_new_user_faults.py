@@ -31,7 +31,7 @@ from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.files import MAX_NAME, DiskFull, hold_run_folder, job_folder
 from genre_vit.predict import audio_files
 from genre_vit.train import experiment_settings
-from tests.conftest import TINY, compose_config, make_datamodule, run_module, train_in_process, write_tone
+from tests.conftest import TINY, compose_config, make_datamodule, run_entry_point, train_in_process, write_tone
 
 
 def tone_folder(root: Path, layout: dict[str, int], seconds: float = 4.0) -> Path:
@@ -70,7 +70,7 @@ def test_concurrent_processes_never_share_a_run_folder(tmp_path):
 
 def test_a_run_refuses_a_folder_that_a_live_run_holds(tmp_path):
     with hold_run_folder(tmp_path / "busy"):
-        result = run_module("genre_vit.train", *TINY, f"hydra.run.dir={tmp_path / 'busy'}", cwd=tmp_path)
+        result = run_entry_point("genre_vit.train", *TINY, f"hydra.run.dir={tmp_path / 'busy'}", cwd=tmp_path)
     assert result.returncode == 2
     line = last_line(result)
     assert str(tmp_path / "busy") in line and f"pid {os.getpid()}" in line and "still running" in line
@@ -105,7 +105,7 @@ def test_audio_in_subfolders_is_used_in_training_and_found_by_predict(tmp_path):
 
 def test_a_single_class_is_one_line_before_any_feature_work(tmp_path):
     root = tone_folder(tmp_path / "music", {"rock": 6})
-    result = run_module("genre_vit.train", *TINY, "data=folder", f"data.root={root}", f"paths.output_root={tmp_path}",
+    result = run_entry_point("genre_vit.train", *TINY, "data=folder", f"data.root={root}", f"paths.output_root={tmp_path}",
                         cwd=tmp_path)
     assert result.returncode == 2
     assert "holds 1 class ('rock'): a classifier needs at least 2 classes" in last_line(result)
@@ -226,7 +226,7 @@ def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
     write_tone(song, 10.0)
     assert quote_paths([f"ckpt_path={job}/last.ckpt", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]) == [
         f"ckpt_path='{job}/last.ckpt'", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]
-    result = run_module("genre_vit.predict", f"ckpt={job}/last.ckpt", f"input={song.parent}",
+    result = run_entry_point("genre_vit.predict", f"ckpt={job}/last.ckpt", f"input={song.parent}",
                         f"output={tmp_path / 'p.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "p.csv") as f:
@@ -256,7 +256,7 @@ def test_a_sweep_names_no_job_folder_after_a_path():
 def test_predict_on_a_folder_without_audio_is_an_error(tiny_run, tmp_path):
     (tmp_path / "empty" / "notes").mkdir(parents=True)
     (tmp_path / "empty" / "notes" / "lyrics.txt").write_text("la la")
-    result = run_module("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}",
+    result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}",
                         f"input={tmp_path / 'empty'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "holds no audio files" in last_line(result) and "lyrics.txt: not an audio file" in last_line(result)
@@ -295,7 +295,7 @@ def test_an_added_key_that_nothing_reads_is_refused_with_the_closest_key():
 
 
 def test_a_folder_data_set_without_a_root_is_one_line_naming_data_root(tmp_path):
-    result = run_module("genre_vit.train", "data=folder", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    result = run_entry_point("genre_vit.train", "data=folder", f"paths.output_root={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     assert last_line(result).startswith("error: data.root is not set: data=folder and data=gtzan read the audio")
 

@@ -8,7 +8,7 @@ import torch
 from tests.conftest import (
     TINY,
     CodeRunningPayload,
-    run_module,
+    run_entry_point,
 )
 
 pytestmark = pytest.mark.slow  # real processes and multiruns: tens of seconds each
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # real processes and multiruns: tens of seconds e
 
 def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_path, shared_cache):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
-    result = run_module("genre_vit.train", *TINY, "fold=2", "features.n_fft=512", f"ckpt_path={checkpoint}",
+    result = run_entry_point("genre_vit.train", *TINY, "fold=2", "features.n_fft=512", f"ckpt_path={checkpoint}",
                         f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
                         f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2
@@ -31,7 +31,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
     checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["callbacks"]["evil"] = CodeRunningPayload(marker)
     torch.save(checkpoint, tmp_path / "evil.ckpt")
-    result = run_module("genre_vit.train", *TINY, f"ckpt_path={tmp_path / 'evil.ckpt'}", f"paths.output_root={tmp_path}",
+    result = run_entry_point("genre_vit.train", *TINY, f"ckpt_path={tmp_path / 'evil.ckpt'}", f"paths.output_root={tmp_path}",
                         f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr.strip().splitlines()[-1]
@@ -41,7 +41,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
 def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, key):
     (tmp_path / "a_file").write_text("not a folder")
     blocked = tmp_path / "a_file" / "below"
-    result = run_module("genre_vit.train", *TINY, f"{key}={blocked}", *(() if key == "hydra.run.dir" else (
+    result = run_entry_point("genre_vit.train", *TINY, f"{key}={blocked}", *(() if key == "hydra.run.dir" else (
         f"hydra.run.dir={tmp_path / 'run'}",) if key == "paths.cache_dir" else ()), cwd=tmp_path)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]

@@ -5,7 +5,14 @@ test_kill_and_resume.py.)"""
 import pytest
 import torch
 
-from tests.conftest import SHORT_EPOCHS, assert_ends_like, metrics_of, start_training, train_whole
+from tests.conftest import (
+    SHORT_EPOCHS,
+    assert_ends_like,
+    assert_only_about_the_run,
+    metrics_of,
+    start_training,
+    train_whole,
+)
 
 pytestmark = pytest.mark.slow  # real processes and signals: tens of seconds each
 
@@ -44,4 +51,5 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
     resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last", epochs=SHORT_EPOCHS)
     _, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-3000:]
+    assert_only_about_the_run(stderr)
     assert_ends_like(run_dir, uninterrupted_short)

@@ -13,7 +13,7 @@ from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
 from genre_vit.train import experiment_settings, initialize_from, train
-from tests.conftest import TINY, compose_config, run_module, train_in_process, write_tone
+from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
 
 
 def test_run_writes_metrics_json(tiny_run):
@@ -126,7 +126,7 @@ def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message)
 
 
 def test_invalid_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
-    result = run_module("genre_vit.train", "model=vit", "model.patch_size=[16,5]", f"paths.output_root={tmp_path}",
+    result = run_entry_point("genre_vit.train", "model=vit", "model.patch_size=[16,5]", f"paths.output_root={tmp_path}",
                         cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
