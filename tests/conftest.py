@@ -1,4 +1,5 @@
-"""Shared helpers: compose the real config, train in-process, run the real entry point in a subprocess."""
+"""Shared helpers: compose the real config, train in-process, run the real entry points in this
+process or in a process of their own."""
 from __future__ import annotations
 
 import contextlib
@@ -72,6 +73,17 @@ def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subp
                           text=True, timeout=timeout)
 
 
+@contextlib.contextmanager
+def working_folder(path: Path):
+    """Run the block in `path`, then return to the folder before (contextlib.chdir is Python 3.11+)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS` in this process: the function its console script calls, with the
     arguments, working folder and environment a shell gives it. Returns the exit code and what it
@@ -80,7 +92,7 @@ def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedP
     script = next(ep for ep in entry_points(group="console_scripts") if ep.value.startswith(f"{module}:"))
     out, err, root = io.StringIO(), io.StringIO(), logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    with (contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
+    with (working_folder(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
           mock.patch.object(sys, "argv", [module, *args]), mock.patch.dict(os.environ, HYDRA_FULL_ERROR="0")):
         try:
             script.load()()
