@@ -21,7 +21,7 @@ def train(tmp_path, shared_cache, *overrides, run_dir=None):
 def multirun(tmp_path, shared_cache, *overrides) -> list[dict]:
     """`python -m genre_vit.train -m OVERRIDES` into `tmp_path/sweep`; the rows of its summary.csv."""
     result = run_entry_point("genre_vit.train", "-m", *overrides, f"paths.output_root={tmp_path}",
-                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+                             f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "sweep" / "summary.csv") as f:
         return list(csv.DictReader(f))
@@ -32,7 +32,7 @@ def sweep(tmp_path_factory, shared_cache):
     """A 2x2 multirun: two patch shapes (a list-valued key), two folds."""
     out = tmp_path_factory.mktemp("sweep")
     result = run_entry_point("genre_vit.train", "-m", "debug=fast", "model=vit", "model.patch_size=[16,4],[8,8]", "fold=0,1",
-                        f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
+                             f"paths.output_root={out}", f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={out}/sweep", cwd=out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "sweep"
 
@@ -177,7 +177,7 @@ def test_predict_needs_only_the_checkpoint_and_survives_a_corrupt_file(tiny_run,
     (songs / "broken.wav").write_bytes(b"not audio" * 50)
     sf.write(songs / "b.flac", np.random.default_rng(0).standard_normal(rate * 12) * 0.1, rate)
     result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={songs}",
-                        f"output={tmp_path / 'predictions.csv'}", cwd=tmp_path)
+                             f"output={tmp_path / 'predictions.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "predictions.csv") as f:
         rows = {r["path"].rsplit("/", 1)[1]: r for r in csv.DictReader(f)}
@@ -216,8 +216,8 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
 
 def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, shared_cache):
     result = run_entry_point("genre_vit.train", "hparams_search=optuna", "fold=all", "data.num_folds=2", "debug=fast",
-                        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
-                        f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
+                             "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
+                             f"paths.cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     means = []
     for path in sorted((tmp_path / "optuna").glob("*/cross_validation.json")):

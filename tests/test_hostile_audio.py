@@ -113,7 +113,7 @@ def test_a_run_on_a_folder_of_hostile_files_trains_on_the_good_ones_only(tmp_pat
     (root / "chirp" / "random.mp3").write_bytes(np.random.default_rng(1).bytes(3000))
     (root / "chirp" / "empty.flac").write_bytes(b"")
     result = run_entry_point("genre_vit.train", "debug=fast", "data=folder", f"data.root={root}", "data.num_folds=3",
-                        f"paths.output_root={tmp_path}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+                             f"paths.output_root={tmp_path}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "run" / "skipped.csv") as f:
         skipped = {row["path"].rsplit("/", 1)[1]: row["reason"] for row in csv.DictReader(f)}

@@ -106,7 +106,7 @@ def test_audio_in_subfolders_is_used_in_training_and_found_by_predict(tmp_path):
 def test_a_single_class_is_one_line_before_any_feature_work(tmp_path):
     root = tone_folder(tmp_path / "music", {"rock": 6})
     result = run_entry_point("genre_vit.train", *TINY, "data=folder", f"data.root={root}", f"paths.output_root={tmp_path}",
-                        cwd=tmp_path)
+                             cwd=tmp_path)
     assert result.returncode == 2
     assert "holds 1 class ('rock'): a classifier needs at least 2 classes" in last_line(result)
     assert not (tmp_path / "cache" / "features").exists()
@@ -227,7 +227,7 @@ def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
     assert quote_paths([f"ckpt_path={job}/last.ckpt", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]) == [
         f"ckpt_path='{job}/last.ckpt'", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]
     result = run_entry_point("genre_vit.predict", f"ckpt={job}/last.ckpt", f"input={song.parent}",
-                        f"output={tmp_path / 'p.csv'}", cwd=tmp_path)
+                             f"output={tmp_path / 'p.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "p.csv") as f:
         (row,) = csv.DictReader(f)
@@ -257,7 +257,7 @@ def test_predict_on_a_folder_without_audio_is_an_error(tiny_run, tmp_path):
     (tmp_path / "empty" / "notes").mkdir(parents=True)
     (tmp_path / "empty" / "notes" / "lyrics.txt").write_text("la la")
     result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}",
-                        f"input={tmp_path / 'empty'}", cwd=tmp_path)
+                             f"input={tmp_path / 'empty'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "holds no audio files" in last_line(result) and "lyrics.txt: not an audio file" in last_line(result)
 

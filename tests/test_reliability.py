@@ -11,14 +11,12 @@ from tests.conftest import (
     run_entry_point,
 )
 
-pytestmark = pytest.mark.slow  # real processes and multiruns: tens of seconds each
-
 
 def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_path, shared_cache):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
     result = run_entry_point("genre_vit.train", *TINY, "fold=2", "features.n_fft=512", f"ckpt_path={checkpoint}",
-                        f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
-                        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+                             f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
+                             f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and str(checkpoint) in error
@@ -32,7 +30,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, sha
     checkpoint["callbacks"]["evil"] = CodeRunningPayload(marker)
     torch.save(checkpoint, tmp_path / "evil.ckpt")
     result = run_entry_point("genre_vit.train", *TINY, f"ckpt_path={tmp_path / 'evil.ckpt'}", f"paths.output_root={tmp_path}",
-                        f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+                             f"paths.cache_dir={shared_cache}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr.strip().splitlines()[-1]
 

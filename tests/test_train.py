@@ -127,7 +127,7 @@ def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message)
 
 def test_invalid_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     result = run_entry_point("genre_vit.train", "model=vit", "model.patch_size=[16,5]", f"paths.output_root={tmp_path}",
-                        cwd=tmp_path)
+                             cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "model.patch_size=[16, 5]" in errors[0]
