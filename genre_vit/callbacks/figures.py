@@ -1,8 +1,8 @@
 """TensorBoard pictures of each validation epoch: the track confusion matrix and example segments.
 
 Drawn with matplotlib's object API (no pyplot figure registry) and one layout pass each: a
-validation's two figures cost about a third of a second, not a second (constrained layout and six
-subplot axes did)."""
+validation's two figures cost about half a second on a 2-core host, where torchmetrics' plot
+(constrained layout, laid out at every draw) and six subplot axes cost about a second."""
 from __future__ import annotations
 
 from typing import Any
