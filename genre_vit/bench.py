@@ -282,7 +282,9 @@ def run(overrides: list[str]) -> dict:
     if bench_cfg.bench.threads:
         torch.set_num_threads(bench_cfg.bench.threads)
     report = {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+        # cpu_capability: the widest vector ISA torch's CPU kernels use here (AVX2, AVX512, ...);
+        # the convolution peak, and so the default network's speed, depends on it
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "threads": torch.get_num_threads(), "quick": bool(bench_cfg.bench.quick),
     }

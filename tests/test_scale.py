@@ -48,6 +48,7 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert {"machine", "threads", "quick", "dense_kernel_gflops", "peak_gflops", "default", "paper"} <= set(report)
+    assert {"cpu", "cores", "cpu_capability", "torch", "python"} == set(report["machine"])
     assert report["peak_gflops"] == max(report["dense_kernel_gflops"].values()) > 0
     for name in ("default", "paper"):
         assert set(report[name]) == BENCH_KEYS
