@@ -174,6 +174,12 @@ def read_history(run_dir: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
+def epoch_curve(history: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of the rows that have `key`: validation every few epochs still draws a line."""
+    rows = [row for row in history if key in row]
+    return [row["epoch"] for row in rows], [row[key] for row in rows]
+
+
 def plot_curves(root: Path, jobs: list[dict], path: Path) -> bool:
     """Loss and accuracy against epoch, train and validation, a line per fold (the report's Fig. 3-4)."""
     curves = [(j, read_history(root / j["dir"])) for j in jobs]
@@ -182,11 +188,10 @@ def plot_curves(root: Path, jobs: list[dict], path: Path) -> bool:
         return False
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for job, history in curves:
-        epochs = [r["epoch"] for r in history]
         label = f"fold {job.get('fold')}" + (f" {job['setting']}" if job["setting"] != "(common settings)" else "")
         for ax, train_key, val_key in ((loss_ax, "train/loss_epoch", "val/loss"), (acc_ax, "train/acc", "val/track_acc")):
-            line, = ax.plot(epochs, [r.get(val_key, math.nan) for r in history], label=f"{label} val")
-            ax.plot(epochs, [r.get(train_key, math.nan) for r in history], "--", color=line.get_color(), label=f"{label} train")
+            line, = ax.plot(*epoch_curve(history, val_key), label=f"{label} val")
+            ax.plot(*epoch_curve(history, train_key), "--", color=line.get_color(), label=f"{label} train")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (train dashed, validation solid)")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="train segment acc (dashed), val track acc (solid)")
     acc_ax.legend(fontsize=6, ncol=2)

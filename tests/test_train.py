@@ -12,6 +12,7 @@ from genre_vit.callbacks.figures import confusion_figure, examples_figure
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
+from genre_vit.summarize import epoch_curve, read_history
 from genre_vit.train import experiment_settings, initialize_from, train
 from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
 
@@ -173,6 +174,14 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
     assert lines[0] == ("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,"
                         "val/track_acc_network,val/track_acc_reference,lr")
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
+def test_history_leaves_validation_cells_empty_on_epochs_without_validation(tmp_path, shared_cache):
+    train_in_process(tmp_path / "run", *TINY, "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2",
+                     "~callbacks.validation_images", f"paths.cache_dir={shared_cache}")
+    history = read_history(tmp_path / "run")
+    assert [any(key.startswith("val/") for key in row) for row in history] == [False, True, False]
+    assert epoch_curve(history, "val/track_acc")[0] == [1] and epoch_curve(history, "train/acc")[0] == [0, 1, 2]
 
 
 # Fine-tuning: init_from starts the network from another run's weights.

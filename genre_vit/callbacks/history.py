@@ -10,17 +10,25 @@ from genre_vit.runs import EPOCH_METRICS
 
 
 class EpochHistory(L.Callback):
-    """Appends one row per epoch to `<dirpath>/history.csv` (a resumed run appends to it)."""
+    """Appends one row per epoch to `<dirpath>/history.csv` (a resumed run appends to it). An
+    epoch without validation (`trainer.check_val_every_n_epoch`) leaves its `val/*` cells empty:
+    Lightning keeps the last validation's values, which belong to an earlier epoch."""
 
     def __init__(self, dirpath: str):
         self.path = Path(dirpath) / "history.csv"
+        self.validated_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.global_rank != 0:
             return
-        metrics = trainer.callback_metrics
+        metrics, validated = trainer.callback_metrics, self.validated_epoch == trainer.current_epoch
         row = {"epoch": trainer.current_epoch}
-        row.update({key: float(metrics[key]) for key in EPOCH_METRICS if key in metrics})
+        row.update({key: float(metrics[key]) for key in EPOCH_METRICS
+                    if key in metrics and (validated or not key.startswith("val/"))})
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         new = not self.path.exists() or trainer.current_epoch == 0
         with self.path.open("w" if new else "a", newline="") as f:
