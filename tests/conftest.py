@@ -91,7 +91,7 @@ def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedP
     `run_module` stays for what only a process of its own shows: signals, memory, imports, a crash."""
     script = next(ep for ep in entry_points(group="console_scripts") if ep.value.startswith(f"{module}:"))
     out, err, root = io.StringIO(), io.StringIO(), logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, levels = root.handlers[:], {name: logging.getLogger(name).level for name in (None, *logging.root.manager.loggerDict)}
     with (working_folder(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
           mock.patch.object(sys, "argv", [module, *args]), mock.patch.dict(os.environ, HYDRA_FULL_ERROR="0")):
         try:
@@ -101,10 +101,12 @@ def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedP
             code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
             if isinstance(stop.code, str):
                 print(stop.code, file=sys.stderr)
-        finally:  # the run's logging set-up (its log file, a console on these buffers) ends with it
+        finally:  # the run's logging set-up (its log file, a console on these buffers, levels) ends with it
             for handler in set(root.handlers) - set(handlers):
                 handler.close()
-            root.handlers[:], root.level = handlers, level
+            root.handlers[:] = handlers
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 

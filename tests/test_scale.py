@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_if, run_module, train_in_process, write_tone
+from tests.conftest import run_entry_point, run_if, run_module, train_in_process, write_tone
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_bench_counts_every_matmul_of_the_default_model_attention_included():
 
 @pytest.mark.slow
 def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
-    result = run_module("genre_vit.bench", "bench.quick=true", cwd=tmp_path, timeout=600)
+    result = run_entry_point("genre_vit.bench", "bench.quick=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert {"machine", "threads", "quick", "dense_kernel_gflops", "peak_gflops", "default", "paper"} <= set(report)
@@ -60,9 +60,9 @@ def test_bench_quick_prints_one_json_object_with_every_key(tmp_path):
 @pytest.mark.slow
 def test_multirun_through_the_submitit_local_launcher(tmp_path, shared_cache):
     """The cluster path (hydra/launcher=slurm) minus Slurm: submitit runs each job as its own process."""
-    result = run_module("genre_vit.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                        "debug=fast", "fold=0,1", f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
-                        f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    result = run_entry_point("genre_vit.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                             "debug=fast", "fold=0,1", f"paths.output_root={tmp_path}", f"paths.cache_dir={shared_cache}",
+                             f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     folds = sorted(json.loads(p.read_text())["fold"] for p in (tmp_path / "sweep").glob("*/metrics.json"))
     assert folds == [0, 1]
