@@ -91,7 +91,8 @@ def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedP
     `run_module` stays for what only a process of its own shows: signals, memory, imports, a crash."""
     script = next(ep for ep in entry_points(group="console_scripts") if ep.value.startswith(f"{module}:"))
     out, err, root = io.StringIO(), io.StringIO(), logging.getLogger()
-    handlers, levels = root.handlers[:], {name: logging.getLogger(name).level for name in (None, *logging.root.manager.loggerDict)}
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in ("", *logging.root.manager.loggerDict)}  # "": the root
     with (working_folder(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
           mock.patch.object(sys, "argv", [module, *args]), mock.patch.dict(os.environ, HYDRA_FULL_ERROR="0")):
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -20,10 +21,8 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str], title: str) -
     ax = fig.subplots()
     ax.imshow(counts, cmap="viridis")
     dark = counts.min() + (counts.max() - counts.min()) / 2
-    for row in range(n):
-        for col in range(n):
-            count = counts[row, col]
-            ax.text(col, row, str(count), ha="center", va="center", color="white" if count < dark else "black")
+    for (row, col), count in np.ndenumerate(counts):
+        ax.text(col, row, str(count), ha="center", va="center", color="white" if count < dark else "black")
     ax.set_xticks(range(n), class_names, rotation=45)
     ax.set_yticks(range(n), class_names, rotation=25)
     ax.set(xlabel="Predicted class", ylabel="True class", title=title)
