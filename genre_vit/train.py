@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genre_vit import CONFIG_DIR
 from genre_vit.baseline import fit_track_classifier
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
+from genre_vit.callbacks.cadence import ValidateLastEpoch
 from genre_vit.callbacks.stop import GracefulStop, Interrupted, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.cli import run_with_pasted_paths
@@ -159,6 +160,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     model.recipe = recipe.to_dict()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
+    callbacks.append(ValidateLastEpoch())  # the record's final numbers are the final weights'
     resume = resume_checkpoint(cfg, recipe, stop)
     initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)

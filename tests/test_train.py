@@ -176,12 +176,14 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
 
 
-def test_history_leaves_validation_cells_empty_on_epochs_without_validation(tmp_path, shared_cache):
-    train_in_process(tmp_path / "run", *TINY, "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2",
-                     "~callbacks.validation_images", f"paths.cache_dir={shared_cache}")
+def test_validation_every_few_epochs_still_scores_the_last_epoch_and_leaves_the_others_empty(tmp_path, shared_cache):
+    record = train_in_process(tmp_path / "run", *TINY, "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2",
+                              "~callbacks.validation_images", f"paths.cache_dir={shared_cache}")
     history = read_history(tmp_path / "run")
-    assert [any(key.startswith("val/") for key in row) for row in history] == [False, True, False]
-    assert epoch_curve(history, "val/track_acc")[0] == [1] and epoch_curve(history, "train/acc")[0] == [0, 1, 2]
+    # epoch 1 is on the cadence; epoch 2 is off it, but it is the last: the final weights are scored
+    assert [any(key.startswith("val/") for key in row) for row in history] == [False, True, True]
+    assert epoch_curve(history, "val/track_acc")[0] == [1, 2] and epoch_curve(history, "train/acc")[0] == [0, 1, 2]
+    assert record["final"]["val/track_acc"] == pytest.approx(history[-1]["val/track_acc"])
 
 
 # Fine-tuning: init_from starts the network from another run's weights.
