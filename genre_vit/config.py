@@ -10,8 +10,7 @@ import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_vit.data.audio import SHORT_CLIP_POLICIES
-from genre_vit.data.datamodule import NORMALIZATIONS
-from genre_vit.data.features import MASK_FILLS, WINDOWS, SegmentFeatures
+from genre_vit.data.features import MASK_FILLS, NORMALIZATIONS, WINDOWS, SegmentFeatures
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.cnn import downsampling
 from genre_vit.models.vit import check_patch_grid

@@ -1,5 +1,6 @@
 """The run record, `metrics.json`: written here (completed, failed or interrupted) and read here
-only; the names of the logged metrics; the process memory each record notes."""
+only; the names of the logged metrics; the process memory each record notes; the exception that
+ends an interrupted run."""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,14 @@ LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_a
 EPOCH_METRICS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1",
                  *REFERENCE_METRICS)  # history.csv
 SUMMARY_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")  # summary.csv, best checkpoint's
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def write_record(run_dir: str | Path, status: str, **fields: Any) -> Path:

@@ -1,318 +1,32 @@
-"""Train one fold: compose config -> validate -> instantiate -> fit -> evaluate best -> metrics.json.
+"""The `python -m genre_vit.train` command: compose the config, validate it, then train
+(genre_vit/training.py) and turn what went wrong into one line and an exit code.
 
     python -m genre_vit.train fold=0
     python -m genre_vit.train -m fold=0,1,2,3,4
     python -m genre_vit.train fold=all              # every fold in one job; returns the mean
+
+A bad setting is refused before the training code is imported (Lightning's import alone takes
+seconds).
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
 import logging
-import math
-import statistics
 import sys
-import time
 import warnings
-from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from genre_vit import CONFIG_DIR
-from genre_vit.baseline import fit_track_classifier
-from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
-from genre_vit.callbacks.cadence import ValidateLastEpoch
-from genre_vit.callbacks.stop import GracefulStop, Interrupted, StopRequested, interruption
-from genre_vit.checkpoints import CheckpointError, load_checkpoint
+from genre_vit.checkpoints import CheckpointError
 from genre_vit.cli import run_with_pasted_paths
-from genre_vit.config import ConfigError, validate, validate_image, validate_segment
+from genre_vit.config import ConfigError, validate
 from genre_vit.data.sources import DataError
-from genre_vit.files import DiskFull, FolderInUse, hold_run_folder, is_disk_full
-from genre_vit.recipe import Recipe, build_features
-from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record
+from genre_vit.files import DiskFull, FolderInUse
+from genre_vit.runs import Interrupted, failure_fields, write_record
 
 log = logging.getLogger(__name__)
-
-
-def _scalars(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and torch.as_tensor(v).numel() == 1}
-
-
-def listed(differences: list[str], shown: int = 6) -> str:
-    """`N differ: a; b; ...`: a checkpoint's settings that differ from this run's, the first `shown` of them."""
-    return f"{len(differences)} differ: " + "; ".join(differences[:shown]) + (" ..." if len(differences) > shown else "")
-
-
-def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None) -> str | None:
-    """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
-    and trained with this run's recipe (classes, features, split, batch order, model). `last`
-    is this run's last.ckpt."""
-    wanted = cfg.get("ckpt_path")
-    if not wanted or (wanted == "last" and stop is None):
-        return wanted  # without GracefulStop's path Lightning looks `last` up itself
-    path = stop.path if wanted == "last" else Path(wanted)
-    if wanted == "last" and not path.exists():
-        log.warning("ckpt_path=last: no %s yet, training from the start", path)
-        return None
-    try:
-        checkpoint = load_checkpoint(path)
-    except CheckpointError as err:
-        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
-        raise CheckpointError(f"{err}; other checkpoints in {path.parent}: {', '.join(others) or 'none'} "
-                              "(ckpt_path=PATH resumes from one)") from None
-    differences = Recipe.from_checkpoint(checkpoint, path).differences(recipe)
-    if differences:
-        fix = ("; set this run's reference to the checkpoint's (reference=none for one written without a reference)"
-               if any(d.startswith("reference") for d in differences) else "")
-        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; {listed(differences)}{fix}")
-    return str(path)
-
-
-INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same
-WINDOW_CHOICE_KEYS = ("features.segment_step", "features.sound_within_db")  # which windows are scored: free
-
-
-def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> None:
-    """Start `net` from the network weights of the checkpoint `init_from` names (fine-tuning a
-    network trained on another data set), checked before any heavy work: its sample rate,
-    features and network must be this run's. Its classes may differ: then its `head` (the
-    networks' classifier) is left out and starts from scratch. The input normalisation is this
-    run's own (the training fold's statistics)."""
-    path = cfg.get("init_from")
-    if not path:
-        return
-    checkpoint = load_checkpoint(path, key="init_from")
-    source = Recipe.from_checkpoint(checkpoint, path, key="init_from")
-    differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS) and not d.startswith(WINDOW_CHOICE_KEYS)]
-    if differences:
-        raise CheckpointError(f"init_from={path} has another input or network than this run; {listed(differences)}")
-    same_classes = source.class_names == recipe.class_names
-    state = {key.removeprefix("model.net."): value for key, value in checkpoint["state_dict"].items()
-             if key.startswith("model.net.") and (same_classes or not key.startswith("model.net.head."))}
-    net.load_state_dict(state, strict=same_classes)
-    log.info("init_from=%s: network weights loaded%s", path,
-             "" if same_classes else f" except the head ({len(source.class_names)} other classes)")
-
-
-def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
-               final: dict) -> tuple[str, dict, int, dict]:
-    """(path, validation metrics, epoch) of the best checkpoint, and its test metrics if there is a test set.
-
-    The same trainer (under DDP a second one would launch processes again) scores it, with its
-    loggers detached so that these numbers do not join the epoch curves.
-    """
-    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
-    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
-    best, best_epoch = final, trainer.current_epoch - 1
-    loggers, trainer.loggers = trainer.loggers, []
-    if best_path:
-        best_epoch = load_checkpoint(best_path)["epoch"]
-        best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
-    test = {}
-    if datamodule.test_set:
-        test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
-    trainer.loggers = loggers
-    return best_path, best, best_epoch, test
-
-
-def budget_steps(max_steps: int, train_tracks: int, steps_per_track: float = 0, cap: int | None = None) -> int:
-    """The training budget in optimizer steps: `max_steps` at least, raised to `steps_per_track`
-    per training track for larger training sets, but not above `cap` (when set)."""
-    grown = math.ceil(steps_per_track * train_tracks)
-    if cap is not None:
-        grown = min(grown, cap)
-    return max(max_steps, grown)
-
-
-def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_steps: int,
-                     max_epochs: int | None, steps_per_track: float = 0, cap: int | None = None) -> int:
-    """The epochs that train the budget's optimizer steps (`budget_steps` of this training set;
-    whole epochs, so at least that many steps), capped at `max_epochs` when that is set.
-
-    The budget reaches Lightning as epochs because Lightning resumes an iteration-based run
-    (`max_steps` set) wrongly from a checkpoint written at the end of an epoch: it trains no
-    further (Lightning-AI/pytorch-lightning#19617)."""
-    datamodule.trainer = trainer  # this process's share of the batches under DDP
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    train_tracks = datamodule.counts["train_tracks"]
-    steps = budget_steps(max_steps, train_tracks, steps_per_track, cap)
-    if steps != max_steps:
-        log.info("Training budget: %d optimizer steps (budget.steps_per_track=%s x %d training tracks, "
-                 "from trainer.max_steps=%d up to budget.max_steps=%s)", steps, steps_per_track, train_tracks,
-                 max_steps, cap)
-    epochs = math.ceil(steps / len(datamodule.train_dataloader()))
-    return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
-
-
-def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict:
-    """Train the recipe's network with Lightning and score its best checkpoint: the record's fields."""
-    is_main_process = rank_zero_only.rank == 0
-    net = recipe.build_network(compile=cfg.model.get("compile", False))
-    model = recipe.build_classifier(cfg.module, net)
-    model.recipe = recipe.to_dict()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
-    callbacks.append(ValidateLastEpoch())  # the record's final numbers are the final weights'
-    resume = resume_checkpoint(cfg, recipe, stop)
-    initialize_from(cfg, recipe, net)
-    max_steps = cfg.trainer.get("max_steps", -1)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
-                                     plugins=[AtomicCheckpointIO()])
-    if max_steps != -1:
-        budget = cfg.get("budget") or {}
-        trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"),
-                                                       budget.get("steps_per_track", 0), budget.get("max_steps"))
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        if stop and stop.stopping:
-            raise StopRequested("stopped at the end of an epoch")
-        final = _scalars(trainer.callback_metrics)
-        best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
-    # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
-    except (StopRequested, SystemExit, KeyboardInterrupt):
-        raise interruption(trainer, stop, Path(cfg.paths.output_dir), cfg.fold, write=is_main_process) from None
-    return {
-        "best": {k: v for k, v in best.items() if k.startswith("val/")},
-        "final": final,
-        "test": test,
-        "best_epoch": best_epoch,
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,  # optimizer steps: the training budget (trainer.max_steps)
-        **datamodule.counts,
-        # tracks in the last validation's confusion matrix: all of them, gathered across processes
-        "val_tracks_scored": int(model.last_val_confusion.sum()) if model.last_val_confusion is not None else 0,
-        "num_params": sum(p.numel() for p in net.parameters()),
-        "best_checkpoint": best_path,
-    }
-
-
-def fit_baseline(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict:
-    """Fit the `baseline` estimator (e.g. experiment=baseline_logreg) on per-track statistics of
-    the same folds and cached features: the record's fields, as a network's."""
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    scores = fit_track_classifier(instantiate(cfg.baseline), datamodule.train_set, datamodule.val_set,
-                                  datamodule.test_set, num_classes=len(datamodule.classes))
-    val = {k: v for k, v in scores.items() if k.startswith("val/")}
-    return {"best": val, "final": {**val, "train/track_acc": scores["train/track_acc"]},
-            "test": {k: v for k, v in scores.items() if k.startswith("test/")}, "best_epoch": None, "epochs": 0, "steps": 0,
-            **datamodule.counts, "val_tracks_scored": datamodule.counts["val_tracks"],
-            "num_params": scores["num_params"], "best_checkpoint": ""}
-
-
-def train(cfg: DictConfig) -> dict:
-    """Run the configured training (a network, or the `baseline` estimator); return the record
-    written to `metrics.json`."""
-    started = time.time()
-    validate(cfg)
-    features = build_features(cfg.features)
-    validate_image(cfg, features.image_shape)
-    validate_segment(cfg, features)
-    L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function
-    if is_main_process:
-        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-
-    datamodule = instantiate(cfg.data, features=features)
-    datamodule.check_classes()
-    recipe = Recipe.from_config(cfg, datamodule.classes)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    try:
-        if cfg.get("baseline") is not None:
-            fields = fit_baseline(cfg, datamodule)
-        else:
-            fields = fit_network(cfg, datamodule, recipe, loggers)
-    except OSError as err:
-        if not is_disk_full(err):
-            raise
-        raise disk_full(output_dir, err, write=is_main_process) from None
-    record = {"fold": cfg.fold, "num_folds": cfg.data.num_folds, **fields,
-              "wall_time_s": round(time.time() - started, 1),
-              # in a multirun: the sweep's one process, job after job
-              "process_rss_mb": memory_mb("VmRSS"), "process_peak_rss_mb": memory_mb("VmHWM")}
-    if is_main_process:
-        write_record(output_dir, "completed", **record)
-        log_hparams(loggers, cfg, record)
-    log.info("Best val/track_acc %.4f; metrics in %s", record["best"].get("val/track_acc", float("nan")),
-             output_dir / "metrics.json")
-    return {"status": "completed", **record}
-
-
-def cross_validate(cfg: DictConfig) -> dict:
-    """`fold=all`: train every fold in turn, each in `<run dir>/fold_<k>/`, and write the mean,
-    sample std and per-fold value of every final metric (the last epoch's; `val/track_acc_best`
-    is the best epoch's) to `<run dir>/cross_validation.json`."""
-    run_dir = Path(cfg.paths.output_dir)
-    records = []
-    for fold in range(cfg.data.num_folds):
-        fold_cfg = copy.deepcopy(cfg)
-        with open_dict(fold_cfg):
-            fold_cfg.fold, fold_cfg.paths.output_dir = fold, str(run_dir / f"fold_{fold}")
-        Path(fold_cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
-        records.append(train(fold_cfg))
-    names = sorted(set.intersection(*(set(r["final"]) for r in records)))
-    summary = {"folds": cfg.data.num_folds, "runs": [str(run_dir / f"fold_{k}") for k in range(len(records))],
-               **{name: {"mean": statistics.fmean(r["final"][name] for r in records),
-                         "std": statistics.stdev(r["final"][name] for r in records),
-                         "per_fold": [r["final"][name] for r in records]} for name in names}}
-    (run_dir / CROSS_VALIDATION_FILE).write_text(json.dumps(summary, indent=2))
-    log.info("Cross-validation over %d folds: val/track_acc %.4f ± %.4f (%s)", len(records),
-             summary["val/track_acc"]["mean"], summary["val/track_acc"]["std"], run_dir / CROSS_VALIDATION_FILE)
-    return {"status": "completed", "final": {name: summary[name]["mean"] for name in names}}
-
-
-EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment")  # what the HPARAMS tab shows, with seed and fold
-NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers", "compile",
-                  "data.time_stretch", "data.pitch_shift")  # the last two: augment's, shown there
-
-
-def experiment_settings(cfg: DictConfig) -> dict:
-    """The settings that describe an experiment, flat and named as TensorBoard shows them
-    (`optim/lr`): the groups above, seed, fold and (when set) init_from, without `_target_`s,
-    paths and the knobs that change speed only."""
-    def flat(node: dict, prefix: str) -> dict:
-        out = {}
-        for key, value in node.items():
-            name = f"{prefix}/{key}" if prefix else key
-            if str(key).startswith("_") or any(f"/{name}".endswith(f"/{skip.replace('.', '/')}") for skip in NOT_EXPERIMENT):
-                continue
-            out.update(flat(value, name) if isinstance(value, dict) else {name: value})
-        return out
-    groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in EXPERIMENT_GROUPS if cfg.get(g) is not None}
-    started_from = {"init_from": str(cfg.init_from)} if cfg.get("init_from") else {}  # fine-tuned runs only
-    return {**flat(groups, ""), "seed": cfg.seed, "fold": cfg.fold, **started_from}
-
-
-def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
-    """One HPARAMS record per run: the experiment's settings with the run's best and test metrics."""
-    scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**record["best"], **record["test"]}.items()}
-    for logger in loggers:
-        logger.log_hyperparams(experiment_settings(cfg), metrics=scores)
-        logger.finalize("success")
-
-
-def disk_full(output_dir: Path, err: OSError, write: bool) -> DiskFull:
-    """The one-line report of a full disk: which folder, what was kept; `metrics.json` records the
-    failure where it can still be written."""
-    checkpoints = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
-    kept = f"kept {', '.join(checkpoints)} in {output_dir / 'checkpoints'}" if checkpoints else "no checkpoint was kept"
-    failed = DiskFull(f"the disk is full: {getattr(err, 'filename', None) or output_dir} could not be written "
-                      f"({err.strerror or err}); {kept}; free space in {output_dir.parent} and resume with ckpt_path=last")
-    if write:
-        try:
-            write_record(output_dir, "failed", **failure_fields(failed))
-        except OSError:
-            pass  # not even metrics.json fits
-    return failed
 
 
 def optimized_value(metrics: dict, name: str | None) -> float | None:
@@ -344,13 +58,9 @@ def main(cfg: DictConfig) -> float | None:
     quiet_third_party()
     try:
         validate(cfg)
-        # One holder: DDP's other processes (launched with this command line) write in the same folder.
-        holding = hold_run_folder(cfg.paths.output_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
-        with holding if rank_zero_only.rank == 0 else contextlib.nullcontext():
-            if cfg.get("print_config"):
-                log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-            record = cross_validate(cfg) if cfg.fold == "all" else train(cfg)
-        return optimized_value(record, cfg.get("optimized_metric"))
+        from genre_vit.training import run  # only now: its imports (Lightning's) take seconds
+
+        return optimized_value(run(cfg, multirun), cfg.get("optimized_metric"))
     except Interrupted as err:  # a stopped sweep stops: the user or the scheduler asked for it
         log.error("Interrupted: %s", err)
         print(f"interrupted: {err}", file=sys.stderr)

@@ -50,7 +50,7 @@ def run_if(cuda: bool = False):
 def train_in_process(run_dir: Path, *overrides: str, edit=None) -> dict:
     """`python -m genre_vit.train OVERRIDES` with its output in `run_dir`, in this process (no
     interpreter start-up); `edit(cfg)` may change the composed config first. Returns the record."""
-    from genre_vit.train import train
+    from genre_vit.training import train
 
     cfg = compose_config(*overrides, f"paths.output_root={run_dir.parent}")
     with open_dict(cfg):

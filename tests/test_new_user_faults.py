@@ -30,7 +30,7 @@ from genre_vit.data.sources import DataError, FolderSource
 from genre_vit.data.synthetic import SyntheticGenres
 from genre_vit.files import MAX_NAME, DiskFull, hold_run_folder, job_folder
 from genre_vit.predict import audio_files
-from genre_vit.train import experiment_settings
+from genre_vit.training import experiment_settings
 from tests.conftest import TINY, compose_config, make_datamodule, run_entry_point, train_in_process, write_tone
 
 
@@ -299,6 +299,22 @@ def test_a_folder_data_set_without_a_root_is_one_line_naming_data_root(tmp_path)
     assert result.returncode == 2
     assert last_line(result).startswith("error: data.root is not set: data=folder and data=gtzan read the audio")
 
+
+
+def test_a_bad_setting_is_refused_before_lightning_is_imported(tmp_path):
+    """Lightning's import alone takes seconds: a typo is answered without it."""
+    child = f"""
+import sys
+sys.argv = ["train", "optim.lr=-1", "paths.output_root={tmp_path}"]
+from genre_vit.train import cli
+try:
+    cli()
+except SystemExit as stop:
+    print("EXIT", stop.code, "LIGHTNING", "lightning" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=tmp_path)
+    assert "EXIT 2 LIGHTNING False" in result.stdout, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == "error: optim.lr=-1 is invalid: allowed numbers in [1e-12, inf)"
 
 # 15. Files follow the umask, so a cache shared by a group is usable.
 

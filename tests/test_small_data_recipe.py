@@ -10,7 +10,7 @@ from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures, sounding_starts
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
-from genre_vit.train import budget_steps
+from genre_vit.training import budget_steps
 from tests.conftest import TINY, train_in_process
 
 

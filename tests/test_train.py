@@ -13,7 +13,7 @@ from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
 from genre_vit.summarize import epoch_curve, read_history
-from genre_vit.train import experiment_settings, initialize_from, train
+from genre_vit.training import experiment_settings, initialize_from, train
 from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
 
 

@@ -15,7 +15,7 @@ class StepProgressBar(RichProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        total = trainer.estimated_stepping_batches  # the budget, rounded up to whole epochs (see train.py)
+        total = trainer.estimated_stepping_batches  # the budget, rounded up to whole epochs (see training.py)
         self.total_steps = int(total) if math.isfinite(total) else None
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:

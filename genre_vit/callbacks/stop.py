@@ -13,7 +13,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 
 from genre_vit.cli import hydra_quote, python_command
-from genre_vit.runs import write_record
+from genre_vit.runs import Interrupted, write_record
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ class GracefulStop(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stopping:  # decided after the epoch's last batch
             trainer.should_stop = True
-
-
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def resume_command(run_dir: Path) -> str:

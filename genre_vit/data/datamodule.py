@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
-from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures, sounding_starts
+from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures, normalization_stats, sounding_starts
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
 from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
 
@@ -163,17 +163,6 @@ class CropBatchSampler(EpochBatchSampler):
 def _offsets(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """(K + 1,) where each of K concatenated parts begins, and the total."""
     return torch.cumsum(torch.as_tensor([0] + [len(p) for p in parts]), dim=0)
-
-
-NORMALIZATIONS = ("per_bin", "global")
-
-
-def normalization_stats(segments: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, F, T) training segments -> (F,) mean and std, per frequency row or one global value."""
-    dims = (0, 2) if mode == "per_bin" else (0, 1, 2)
-    mean, std = segments.mean(dim=dims), segments.std(dim=dims).clamp_min(1e-3)
-    rows = segments.shape[1]
-    return mean.expand(rows).clone(), std.expand(rows).clone()
 
 
 class GenreDataModule(L.LightningDataModule):

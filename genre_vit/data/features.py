@@ -1,4 +1,5 @@
-"""Waveform -> log-spectrogram -> fixed-length segments -> images, as torchaudio-style modules."""
+"""Waveform -> log-spectrogram -> fixed-length segments -> images, as torchaudio-style modules; the
+input normalisation's statistics."""
 from __future__ import annotations
 
 import math
@@ -17,6 +18,17 @@ def window_fn(window: str):
     if window not in WINDOWS:
         raise ValueError(f"unknown window {window!r}: expected one of {sorted(WINDOWS)}")
     return WINDOWS[window]
+
+
+NORMALIZATIONS = ("per_bin", "global")
+
+
+def normalization_stats(segments: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, F, T) training segments -> (F,) mean and std, per frequency row or one global value."""
+    dims = (0, 2) if mode == "per_bin" else (0, 1, 2)
+    mean, std = segments.mean(dim=dims), segments.std(dim=dims).clamp_min(1e-3)
+    rows = segments.shape[1]
+    return mean.expand(rows).clone(), std.expand(rows).clone()
 
 
 def sounding_frames(frames: torch.Tensor, within_db: float) -> torch.Tensor:
