@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import logging
 import math
@@ -203,6 +204,9 @@ def train(cfg: DictConfig) -> dict:
     """Run the configured training (a network, or the `baseline` estimator); return the record
     written to `metrics.json`."""
     started = time.time()
+    # A multirun's or fold=all's earlier trainers, modules and data are reference cycles: free them
+    # now, not whenever the collector next runs (measured: +10 MB of resident memory a job without).
+    gc.collect()
     validate(cfg)
     features = build_features(cfg.features)
     validate_image(cfg, features.image_shape)
