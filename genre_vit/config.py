@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.features import MASK_FILLS, NORMALIZATIONS, WINDOWS, SegmentFeatures
+from genre_vit.data.sources import ESC_SUBSETS
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.cnn import downsampling
 from genre_vit.models.vit import check_patch_grid
@@ -61,6 +62,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": _int(0),
     "optimized_metric": _optional(_one_of(*LOGGED_METRICS)),
     "data.split": _one_of(*SPLITS),
+    "data.source.subset": _one_of(*ESC_SUBSETS),
     "data.normalization": _one_of(*NORMALIZATIONS),
     "data.num_folds": _int(2),
     "data.split_seed": _int(0),
@@ -138,6 +140,10 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     num_folds, fold = cfg.data.num_folds, cfg.fold
     if fold != "all" and (not isinstance(fold, int) or not 0 <= fold < num_folds):
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds}) or all")
+    if cfg.data.split == "official" and cfg.data.test_fraction > 0:
+        raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} with data.split=official: the data set's own "
+                          "folds are the split, and a hold-out across them would mix their recordings; set "
+                          "data.test_fraction=0")
     trainer = cfg.trainer
     if trainer.get("max_steps", -1) == -1 and trainer.get("max_epochs") in (None, -1):
         raise ConfigError(f"trainer.max_steps={trainer.get('max_steps', -1)} and trainer.max_epochs="
@@ -163,7 +169,8 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
 
 
 COLLECTIONS = ("callbacks", "logger")  # every entry is built: an added one is read
-REQUIRED_HINTS = {"data.root": "data=folder and data=gtzan read the audio under data.root=PATH (PATH/<class>/<audio files>)",
+REQUIRED_HINTS = {"data.root": "data=folder, data=gtzan and data=esc50 read the audio under data.root=PATH "
+                               "(PATH/<class>/<audio files>; for ESC-50, the release's folder)",
                   "ckpt": "ckpt=PATH names a checkpoint written by genre_vit.train",
                   "input": "input=PATH names an audio file or a folder of them"}
 
@@ -223,13 +230,13 @@ def _accepts(target: str, name: str) -> bool:
 
 def check_data_root(cfg: DictConfig) -> None:
     """The synthetic set is generated under paths.cache_dir and reads no audio: a data.root
-    pointed elsewhere is someone's own audio, which data=folder or data=gtzan read."""
+    pointed elsewhere is someone's own audio, which data=folder, data=gtzan or data=esc50 read."""
     data = cfg.data
     source = str(OmegaConf.select(data, "source._target_", default=""))
     if source.endswith("SyntheticGenres") and data.root != cfg.paths.cache_dir:
         raise ConfigError(f"data.root={data.root} is not read by data=synthetic (the generated set lives under "
                           f"paths.cache_dir={cfg.paths.cache_dir}): to train on your own audio add data=folder "
-                          "(<root>/<class>/<audio files>) or data=gtzan")
+                          "(<root>/<class>/<audio files>), data=gtzan or data=esc50")
 
 
 def validate_segment(cfg: DictConfig, features: SegmentFeatures) -> None:

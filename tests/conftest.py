@@ -3,6 +3,7 @@ process or in a process of their own."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import logging
@@ -133,6 +134,25 @@ def gtzan_tree(root, layout="genres", ext=".au", per_genre=3, seconds=4.0):
         for i in range(per_genre):
             write_tone(folder / genre / f"{genre}.{i:05d}{ext}", seconds, freq=200.0 + 40 * g + 5 * i)
     return folder
+
+
+ESC50_CLASSES = {0: ("dog", True), 10: ("rain", True), 38: ("clock_tick", False)}  # target: (category, in ESC-10)
+
+
+def esc50_tree(root: Path, takes: str = "AB", seconds: float = 5.0) -> Path:
+    """An ESC-50-shaped release: `<root>/audio/<fold>-<recording>-<take>-<target>.wav` for one
+    recording per class and fold (1-5), cut into `takes`, listed in `<root>/meta/esc50.csv`."""
+    rows = []
+    for fold in range(1, 6):
+        for target, (category, esc10) in ESC50_CLASSES.items():
+            for take in takes:
+                name = f"{fold}-{1000 * fold + target}-{take}-{target}.wav"
+                write_tone(root / "audio" / name, seconds, freq=200.0 + 10 * target + 3 * fold + (take == "B"))
+                rows.append([name, fold, target, category, esc10, f"{1000 * fold + target}.ogg", take])
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["filename", "fold", "target", "category", "esc10", "src_file", "take"], *rows])
+    return root
 
 
 def make_datamodule(tmp_path, *overrides):

@@ -14,7 +14,7 @@ GROUP_OPTIONS = sorted(
     for group in Path(CONFIG_DIR).iterdir() if group.is_dir()
     for option in group.glob("*.yaml")
 )
-REQUIRED = {("data", "folder"): ["data.root=/tmp/nowhere"], ("data", "gtzan"): ["data.root=/tmp/nowhere"]}
+REQUIRED = {("data", source): ["data.root=/tmp/nowhere"] for source in ("folder", "gtzan", "esc50")}
 
 
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)

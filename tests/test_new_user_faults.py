@@ -297,7 +297,7 @@ def test_an_added_key_that_nothing_reads_is_refused_with_the_closest_key():
 def test_a_folder_data_set_without_a_root_is_one_line_naming_data_root(tmp_path):
     result = run_entry_point("genre_vit.train", "data=folder", f"paths.output_root={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
-    assert last_line(result).startswith("error: data.root is not set: data=folder and data=gtzan read the audio")
+    assert last_line(result).startswith("error: data.root is not set: data=folder, data=gtzan and data=esc50 read the audio")
 
 
 

@@ -1,13 +1,23 @@
-"""Real audio trees: GTZAN layouts, class folders, the skip list and the filtered split."""
+"""Real audio trees: GTZAN layouts, class folders, ESC-50 and its folds, the skip list and the filtered split."""
 import csv
 import logging
 
 import pytest
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid, gtzan_genres
 
-from genre_vit.data.sources import DataError, FolderSource, GtzanSource
+from genre_vit.config import ConfigError, validate
+from genre_vit.data.sources import DataError, Esc50Source, FolderSource, GtzanSource
 from genre_vit.data.splits import TEST, TRAIN, UNUSED, VAL
-from tests.conftest import gtzan_tree, make_datamodule, write_tone
+from tests.conftest import (
+    ESC50_CLASSES,
+    TINY,
+    compose_config,
+    esc50_tree,
+    gtzan_tree,
+    make_datamodule,
+    train_in_process,
+    write_tone,
+)
 
 
 @pytest.mark.parametrize("layout,ext", [("genres", ".au"), ("genres_original", ".wav"), ("", ".flac")])
@@ -109,3 +119,69 @@ def test_test_fraction_holds_out_tracks_of_every_class_before_the_folds(tmp_path
     for fold in range(5):  # the same tracks are held out whatever the fold
         other = make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.test_fraction=0.2", f"fold={fold}")
         assert ((other.track_roles() == TEST) == (roles == TEST)).all()
+
+
+# ESC-50: classes and folds from the release's index; a fold validates only its own recordings.
+
+def recording(path: str) -> str:
+    """ESC-50's recording of a clip: `.../3-3010-B-10.wav` -> `3-3010` (its takes share it)."""
+    return "-".join(path.rsplit("/", 1)[1].split("-")[:2])
+
+
+def test_esc50_classes_labels_and_folds_come_from_its_index(tmp_path):
+    esc50_tree(tmp_path)
+    tracks = Esc50Source(str(tmp_path)).tracks()
+    assert tracks.classes == ["dog", "rain", "clock_tick"]  # the release's order (targets 0, 10, 38)
+    assert len(tracks) == 30 and tracks.missing == []
+    for path, label, fold in zip(tracks.paths, tracks.labels, tracks.folds):
+        name = path.rsplit("/", 1)[1]
+        assert fold == int(name.split("-")[0]) - 1 and label == list(ESC50_CLASSES).index(int(name[:-4].split("-")[-1]))
+    ten = Esc50Source(str(tmp_path), subset="esc10").tracks()
+    assert ten.classes == ["dog", "rain"] and len(ten) == 20
+
+
+def test_an_official_fold_validates_its_recordings_whole_and_trains_on_every_other(tmp_path):
+    esc50_tree(tmp_path / "ESC-50-master")
+    dm = make_datamodule(tmp_path, "data=esc50", f"data.root={tmp_path / 'ESC-50-master'}", "fold=2")
+    dm.check_classes()
+    roles = dm.track_roles()
+    validated = {recording(p) for p, role in zip(dm.track_list.paths, roles) if role == VAL}
+    trained = {recording(p) for p, role in zip(dm.track_list.paths, roles) if role == TRAIN}
+    assert validated == {"3-3000", "3-3010", "3-3038"} and not validated & trained and len(trained) == 12
+    assert set(roles) == {TRAIN, VAL}
+
+
+def test_esc50_clips_missing_on_disk_are_reported_and_the_rest_trains(tmp_path, shared_cache, caplog):
+    esc50_tree(tmp_path / "esc")
+    (tmp_path / "esc" / "audio" / "1-1000-A-0.wav").unlink()
+    with caplog.at_level(logging.WARNING):
+        record = train_in_process(tmp_path / "run", *TINY, "data=esc50", f"data.root={tmp_path / 'esc'}",
+                                  f"paths.cache_dir={shared_cache}")
+    assert record["status"] == "completed" and record["missing_tracks"] == 1
+    assert record["train_tracks"] == 23 and record["val_tracks"] == 6  # fold 1 validates the release's fold 2
+    assert any("1 tracks listed by the data set's index are missing on disk" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "run" / "missing.csv").read_text().splitlines() == ["track", "1-1000-A-0.wav"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("data=esc50", "data.test_fraction=0.1"), r"data.test_fraction=0.1 with data.split=official: .* set data.test_fraction=0"),
+    (("data=esc50", "data.source.subset=esc20"), r"data.source.subset='esc20' is invalid: allowed \['esc50', 'esc10'\]"),
+])
+def test_esc50_settings_that_cannot_work_are_refused_by_the_config_check(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides, f"data.root={tmp_path}"), overrides=[])
+
+
+@pytest.mark.parametrize("make,overrides,message", [
+    (lambda root: (root / "audio").mkdir(parents=True), ("data=esc50",), r"holds no meta/esc50.csv: expected the ESC-50 release"),
+    (lambda root: esc50_tree(root), ("data=esc50", "data.num_folds=10"), r"data.num_folds=10, but the data set ships 5 folds"),
+    (lambda root: [write_tone(root / name / "a.wav", 1.0) for name in ("cat", "dog")], ("data=folder", "data.split=official"),
+     r"data.split=official needs a data set that ships its folds \(data=esc50\)"),
+])
+def test_esc50_data_that_cannot_work_is_one_error_before_any_feature_work(tmp_path, make, overrides, message):
+    make(tmp_path / "data")
+    dm = make_datamodule(tmp_path, *overrides, f"data.root={tmp_path / 'data'}")
+    with pytest.raises(DataError, match=message):
+        dm.check_classes()
+    assert not (tmp_path / "cache").exists()
+

@@ -113,7 +113,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
      r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: set features.sound_within_db=null"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
     ("features.top_db=0", r"features.top_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
-    ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered'\]"),
+    ("data.split=random", r"data.split='random' is invalid: allowed \['kfold', 'filtered', 'official'\]"),
     ("data.test_fraction=1.5", r"data.test_fraction=1.5 is invalid: allowed numbers in \[0, 1\)"),
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
     ("averaging=swa callbacks.weight_averaging.start_fraction=1",

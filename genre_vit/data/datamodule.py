@@ -19,7 +19,7 @@ from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
 from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures, normalization_stats, sounding_starts
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
-from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles
+from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles, official_roles
 
 log = logging.getLogger(__name__)
 # Epoch e of a run seeded s shuffles with generator seed s * EPOCH_SEED_STRIDE + e, distinct for every
@@ -170,7 +170,8 @@ class GenreDataModule(L.LightningDataModule):
 
     `split="kfold"`: validation tracks are fold `fold` of `num_folds` stratified folds, after an
     optional stratified test hold-out of `test_fraction`. `split="filtered"`: GTZAN's
-    fault-filtered lists (`fold` is ignored). Splits are decided per track before segmenting,
+    fault-filtered lists (`fold` is ignored). `split="official"`: the folds the data set ships
+    (ESC-50's: fold 0 validates its fold 1). Splits are decided per track before segmenting,
     so no validation or test track contributes a training segment. Features come from (and go
     to) the shared feature cache as whole-track spectrograms. `root` is where the source's audio
     lives (recorded in the hyper-parameters; the source reads it).
@@ -218,7 +219,7 @@ class GenreDataModule(L.LightningDataModule):
         self.cache = FeatureCache(cache_dir)
         self.spectrograms: SpectrogramTable | None = None
         self.table: SegmentTable | None = None  # the fixed windows of every track (features.cut)
-        self.missing: list[str] = []  # tracks a split lists that are not on disk
+        self.missing: list[str] = []  # tracks the data set's index or a split lists that are not on disk
         self.test_set: SegmentBatchDataset | None = None
         self.train_crops: CropBatchDataset | None = None  # with random_crops
         self.norm_mean: torch.Tensor | None = None
@@ -287,11 +288,18 @@ class GenreDataModule(L.LightningDataModule):
         if len(tracks.classes) < 2:
             raise DataError(f"data.root={hp.root} holds {len(tracks.classes)} class ({', '.join(map(repr, tracks.classes))}): "
                             "a classifier needs at least 2 classes, one sub-folder each")
-        if hp.split != "kfold":
+        if hp.split == "filtered":
             return
+        if hp.split == "official":
+            shipped = None if tracks.folds is None else max(tracks.folds) + 1
+            if shipped is None:
+                raise DataError(f"data.split=official needs a data set that ships its folds (data=esc50); {hp.root} "
+                                "does not: use data.split=kfold")
+            if shipped != hp.num_folds:
+                raise DataError(f"data.num_folds={hp.num_folds}, but the data set ships {shipped} folds: set "
+                                f"data.num_folds={shipped}")
         labels = np.asarray(tracks.labels)
-        roles = np.stack([kfold_roles(labels, hp.num_folds, f, hp.split_seed, hp.test_fraction)
-                          for f in range(hp.num_folds)])  # (folds, tracks)
+        roles = np.stack([self.fold_roles(f) for f in range(hp.num_folds)])  # (folds, tracks)
         for label, name in enumerate(tracks.classes):
             mine = roles[:, labels == label]
             untrained = [f for f in range(hp.num_folds) if not (mine[f] == TRAIN).any()]
@@ -305,16 +313,28 @@ class GenreDataModule(L.LightningDataModule):
             if unvalidated:
                 log.warning("%s: folds %s validate none of them", where, unvalidated)
 
-    def track_roles(self) -> np.ndarray:
-        """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track."""
+    def fold_roles(self, fold: int) -> np.ndarray:
+        """(tracks,) TRAIN / VAL / TEST for fold `fold` of a k-fold or an official split."""
         hp, tracks = self.hparams, self.track_list
+        if hp.split == "official":
+            return official_roles(tracks.folds, fold)
+        return kfold_roles(tracks.labels, hp.num_folds, fold, hp.split_seed, hp.test_fraction)
+
+    def track_roles(self) -> np.ndarray:
+        """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track; tracks that the data set's
+        index or the filtered split lists and that are not on disk are reported (missing.csv)."""
+        hp, tracks = self.hparams, self.track_list
+        self.missing = list(tracks.missing)
         if hp.split == "filtered":
-            roles, self.missing = filtered_roles([track_id(p) for p in tracks.paths])
-            if self.missing:
-                log.warning("%d tracks listed by the filtered split are missing on disk (listed in missing.csv): %s%s",
-                            len(self.missing), ", ".join(self.missing[:10]), " ..." if len(self.missing) > 10 else "")
-            return roles
-        return kfold_roles(tracks.labels, hp.num_folds, hp.fold, hp.split_seed, hp.test_fraction)
+            roles, absent = filtered_roles([track_id(p) for p in tracks.paths])
+            self.missing += absent
+        else:
+            roles = self.fold_roles(hp.fold)
+        if self.missing:
+            lister = "the filtered split" if hp.split == "filtered" else "the data set's index"
+            log.warning("%d tracks listed by %s are missing on disk (listed in missing.csv): %s%s", len(self.missing),
+                        lister, ", ".join(self.missing[:10]), " ..." if len(self.missing) > 10 else "")
+        return roles
 
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
@@ -346,7 +366,8 @@ class GenreDataModule(L.LightningDataModule):
         if self.missing:
             self.counts["missing_tracks"] = len(self.missing)
         hp = self.hparams
-        where = f"fold {hp.fold} of {hp.num_folds}" if hp.split == "kfold" else "GTZAN's fault-filtered lists"
+        where = {"kfold": f"fold {hp.fold} of {hp.num_folds}", "official": f"the data set's fold {hp.fold + 1} of {hp.num_folds}",
+                 "filtered": "GTZAN's fault-filtered lists"}[hp.split]
         log.info("Split %s (%s): %s", hp.split, where, self.counts)
 
     @staticmethod
@@ -369,7 +390,7 @@ class GenreDataModule(L.LightningDataModule):
 
     def _report_skipped(self, table: SegmentTable) -> int:
         """Print the counts and write `skipped.csv` (files that cannot be used) and `missing.csv`
-        (tracks the filtered split lists that are not on disk) in the run directory."""
+        (tracks the data set's index or the filtered split lists that are not on disk) in the run directory."""
         for path, reason in self.track_list.ignored:
             log.warning("Skipping %s: %s", path, reason)
         rows = self.track_list.ignored + table.skipped

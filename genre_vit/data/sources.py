@@ -1,6 +1,7 @@
 """Where tracks come from: lists of (audio file, genre label) and the class names."""
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -18,13 +19,17 @@ class DataError(Exception):
 class TrackList:
     """Tracks in a fixed order: `paths[i]` has genre `classes[labels[i]]`.
 
-    `ignored` lists (path, reason) for files in class folders that are not audio.
+    `ignored` lists (path, reason) for files in class folders that are not audio. A data set that
+    ships its own folds gives `folds[i]` (from 0) for every track, and lists in `missing` the
+    tracks its index names that are not on disk.
     """
 
     paths: list[str]
     labels: list[int]
     classes: list[str]
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    folds: list[int] | None = None
+    missing: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -126,6 +131,64 @@ class GtzanSource:
 
     def identity(self) -> dict:
         return {"kind": "gtzan", "root": str(self.folder().resolve())}
+
+
+ESC50_INDEX = "meta/esc50.csv"  # the release's index: filename, fold (1-5), target, category, esc10, ...
+ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
+ESC_SUBSETS = ("esc50", "esc10")
+
+
+@dataclass
+class Esc50Source:
+    """ESC-50 as released (`subset="esc10"`: its ESC-10 subset): the clips under `<root>/audio/`,
+    their classes and folds from `<root>/meta/esc50.csv` (`root` is the release's ESC-50-master
+    folder). The release's five folds keep the clips cut from one recording together, so
+    `data.split=official` scores a fold without training on its recordings. Clips the index lists
+    that are not on disk are left out and reported: a subset of the files trains too."""
+
+    root: str
+    subset: str = "esc50"
+
+    def index_rows(self) -> tuple[Path, list[dict[str, str]]]:
+        """The index's path and its rows of this subset."""
+        root = Path(self.root).expanduser()
+        index = root / ESC50_INDEX
+        if not index.is_file():
+            raise DataError(f"data.root={str(root)!r} holds no {ESC50_INDEX}: expected the ESC-50 release "
+                            "(the ESC-50-master folder, with audio/ and meta/)")
+        with index.open(newline="") as f:
+            reader = csv.DictReader(f)
+            absent = [c for c in ESC50_COLUMNS if c not in (reader.fieldnames or [])]
+            if absent:
+                raise DataError(f"{index} has no {', '.join(absent)} column: expected ESC-50's index "
+                                f"({', '.join(ESC50_COLUMNS)}, ...)")
+            rows = [row for row in reader if self.subset == "esc50" or row["esc10"] == "True"]
+        if not rows:
+            raise DataError(f"{index} lists no clip of data.source.subset={self.subset}")
+        return index, rows
+
+    def tracks(self) -> TrackList:
+        index, rows = self.index_rows()
+        names = {int(row["target"]): row["category"] for row in rows}
+        classes = [names[target] for target in sorted(names)]  # the release's class order
+        audio = index.parents[1] / "audio"
+        paths, labels, folds, missing = [], [], [], []
+        for row in sorted(rows, key=lambda row: row["filename"]):
+            path = audio / row["filename"]
+            if not path.is_file():
+                missing.append(row["filename"])
+                continue
+            paths.append(str(path))
+            labels.append(classes.index(row["category"]))
+            folds.append(int(row["fold"]) - 1)
+        empty = [name for label, name in enumerate(classes) if label not in labels]
+        if empty:
+            raise DataError(f"class {empty[0]!r} has none of its clips in {audio} ({len(missing)} of the {len(rows)} "
+                            f"clips {ESC50_INDEX} lists are missing)")
+        return TrackList(paths, labels, classes, folds=folds, missing=missing)
+
+    def identity(self) -> dict:
+        return {"kind": self.subset, "root": str(Path(self.root).expanduser().resolve())}
 
 
 def track_id(path: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 TRAIN, VAL, TEST, UNUSED = 0, 1, 2, -1
-SPLITS = ("kfold", "filtered")
+SPLITS = ("kfold", "filtered", "official")
 
 
 def stratified_folds(labels: Sequence[int], num_folds: int, seed: int) -> np.ndarray:
@@ -68,3 +68,9 @@ def filtered_roles(track_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     roles = np.array([listed.get(t, UNUSED) for t in track_ids], dtype=np.int64)
     present = set(track_ids)
     return roles, sorted(t for t in listed if t not in present)
+
+
+def official_roles(folds: Sequence[int], fold: int) -> np.ndarray:
+    """Roles for fold `fold` of the folds a data set ships (ESC-50's five, from 0): that fold's
+    tracks validate, every other track trains."""
+    return np.where(np.asarray(folds) == fold, VAL, TRAIN).astype(np.int64)
