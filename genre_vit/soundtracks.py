@@ -22,6 +22,12 @@ environmental sounds, where per-clip statistics are a stronger reference: the ph
 voice packs that Hedgewars ships (one class per speaker, 13 of them; `--per-class` phrases each,
 drawn with `--seed`), each placed at a random point of a 5 s clip of digital silence.
 
+`--takes 3` also writes `<out>/takes/`, shaped as the ESC-50 release (`data=esc50
+data.root=<out>/takes`): from each excerpt, one recording, 3 clips of 5 s spread over it, and the
+excerpts of each class dealt to 5 folds, so the takes of one recording share a fold as ESC-50's
+do. Over the same clips, `data.split=kfold` (a k-fold by clip) shows how much a split that puts
+takes of one recording on both sides overrates a model.
+
 `<out>/SHA256SUMS` lists the packages and every clip a build wrote. Compare two builds' lists
 before their numbers: a package may have been replaced; if the lists match, a difference in
 accuracy comes from the hosts' floating point (one host rebuilds the same bytes every time).
@@ -29,6 +35,7 @@ accuracy comes from the hosts' floating point (one host rebuilds the same bytes 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import random
 import shutil
@@ -68,6 +75,8 @@ ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpac
 MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
 START_SECONDS = 30.0          # excerpts start here, or earlier on tracks too short to centre them after it
 MIN_EVENT_SECONDS = 1.0       # the shortest sound an event clip keeps
+TAKE_SECONDS = 5.0            # a take's length: ESC-50's clips
+RELEASE_FOLDS = 5             # ESC-50's folds
 
 
 class SoundtrackError(Exception):
@@ -198,6 +207,36 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int,
     return written
 
 
+def write_takes(excerpts: list[Path], out: Path, takes: int, seed: int) -> list[Path]:
+    """An ESC-50-shaped release under `out`: from each excerpt (`<tracks>/<class>/<name>`, one
+    recording), `takes` clips of TAKE_SECONDS spread evenly over it, as
+    `out/audio/<fold>-<recording>-<take>-<target>.wav`, listed in `out/meta/esc50.csv`. Each
+    class's excerpts are dealt to RELEASE_FOLDS folds in an order drawn with `seed`: the takes of
+    one recording share a fold."""
+    classes = sorted({excerpt.parent.name for excerpt in excerpts})
+    audio = emptied(out / "audio", "*.wav")
+    rows, written = [], []
+    for target, label in enumerate(classes):
+        mine = sorted(e for e in excerpts if e.parent.name == label)
+        dealt = drawn(mine, len(mine), seed)
+        for number, excerpt in enumerate(mine):
+            wave, rate = sf.read(str(excerpt), dtype="float32", always_2d=True)
+            length, spacing = int(TAKE_SECONDS * rate), len(wave) / takes
+            if spacing < length:
+                raise SoundtrackError(f"{excerpt}: too short for {takes} takes of {TAKE_SECONDS:g} s")
+            fold, recording = dealt.index(excerpt) % RELEASE_FOLDS + 1, f"{target:02d}{number:03d}"
+            for k in range(takes):
+                start = int((k + 0.5) * spacing) - length // 2
+                name = f"{fold}-{recording}-{chr(ord('A') + k)}-{target}.wav"
+                sf.write(str(audio / name), wave[start:start + length], rate, subtype="PCM_16")
+                rows.append([name, fold, target, label, False, excerpt.name, chr(ord("A") + k)])
+                written.append(audio / name)
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    with (out / "meta" / "esc50.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["filename", "fold", "target", "category", "esc10", "src_file", "take"], *rows])
+    return written
+
+
 def speakers(folder: Path) -> dict[str, list[Path]]:
     """Voice pack -> its recordings that no other file repeats, one pack per speaker: of packs that
     share SAME_SPEAKER or more recordings, only the largest (the first by name among equals) is kept."""
@@ -235,9 +274,10 @@ def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: f
 
 
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
-          events: float | None = None, event_sound: float | None = None, voices: float | None = None) -> None:
+          events: float | None = None, event_sound: float | None = None, voices: float | None = None,
+          takes: int | None = None) -> None:
     """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too;
-    with `voices`, the voice clips."""
+    with `voices`, the voice clips; with `takes`, the ESC-50-shaped release."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
@@ -253,6 +293,9 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     if events is not None:
         clips = write_events(sorted(excerpts), out / "events", events, seed, event_sound)
         print(f"event clips: {out / 'events'} (data=folder data.root={out / 'events'} data.clip_seconds={events:g})")
+    if takes is not None:
+        clips += write_takes(sorted(excerpts), out / "takes", takes, seed)
+        print(f"takes: {out / 'takes'} (data=esc50 data.root={out / 'takes'}; {takes} per excerpt, folds by excerpt)")
     if voices is not None:
         package, folder = VOICES
         clips += write_voices(speakers(unpack(package, out) / folder), out / "voices", per_class, voices, seed)
@@ -278,10 +321,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the longest sound an event clip keeps (default: the whole clip; the shortest is 1 s)")
     parser.add_argument("--voices", type=float, default=None, metavar="SECONDS",
                         help="also write <out>/voices/: Hedgewars' phrases, one class per speaker, padded to SECONDS")
+    parser.add_argument("--takes", type=int, default=None, metavar="N",
+                        help=f"also write <out>/takes/: an ESC-50-shaped release of N clips of {TAKE_SECONDS:g} s per excerpt")
     args = parser.parse_args(argv)
     try:
         build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events,
-              args.event_sound, args.voices)
+              args.event_sound, args.voices, args.takes)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

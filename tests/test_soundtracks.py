@@ -2,6 +2,7 @@
 package trees and .deb files the tests write."""
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import zipfile
@@ -11,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from genre_vit import soundtracks
+from genre_vit.data.sources import Esc50Source
 from genre_vit.soundtracks import (
     SoundtrackError,
     long_tracks,
@@ -18,6 +20,7 @@ from genre_vit.soundtracks import (
     unpack,
     write_events,
     write_excerpts,
+    write_takes,
     write_voices,
 )
 
@@ -149,6 +152,29 @@ def test_voice_clips_hold_each_recording_whole_in_silence_as_the_seed_draws(tmp_
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
+def test_takes_make_an_esc50_release_whose_folds_keep_each_recordings_takes_together(tmp_path):
+    excerpts = [tmp_path / "tracks" / label / f"{label}.{i:03d}.flac" for label in ("ost", "jingle") for i in range(5)]
+    waves = {path: tone(path, seconds=16, level=0.1 * i) for i, path in enumerate(excerpts)}
+    written = write_takes(excerpts, tmp_path / "takes", takes=3, seed=0)
+    tracks = Esc50Source(str(tmp_path / "takes")).tracks()
+    assert len(written) == len(tracks) == 30 and tracks.classes == ["jingle", "ost"]
+    recordings: dict[str, set[int]] = {}
+    for path, fold in zip(tracks.paths, tracks.folds):
+        recordings.setdefault(path.rsplit("/", 1)[1].split("-")[1], set()).add(fold)
+    assert len(recordings) == 10 and all(len(folds) == 1 for folds in recordings.values())  # a recording, one fold
+    per_fold = sorted(fold for folds in recordings.values() for fold in folds)
+    assert per_fold == [f for f in range(5) for _ in range(2)]  # one recording of each class per fold
+    with open(tmp_path / "takes" / "meta" / "esc50.csv") as f:
+        rows = list(csv.DictReader(f))
+    spacing = 16 * RATE / 3
+    for row in rows:  # take k of an excerpt: 5 s centred on the middle of its third k
+        clip = sf.read(str(tmp_path / "takes" / "audio" / row["filename"]), always_2d=True)[0]
+        start = int((ord(row["take"]) - ord("A") + 0.5) * spacing) - 5 * RATE // 2
+        assert np.array_equal(clip, waves[tmp_path / "tracks" / row["category"] / row["src_file"]][start:start + 5 * RATE])
+    with pytest.raises(SoundtrackError, match="too short for 4 takes of 5 s"):
+        write_takes(excerpts, tmp_path / "more", takes=4, seed=0)
+
+
 def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
     tree = tmp_path / "tree"
     data = tree / "usr" / "share" / "fake"
@@ -175,11 +201,15 @@ def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_c
     monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "music")})
     monkeypatch.setattr(soundtracks, "VOICES", ("fake-music", "voices"))
 
-    assert soundtracks.main([str(out), "--seconds", "3", "--per-class", "2", "--events", "2", "--voices", "1"]) == 0
+    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "2", "--events", "2", "--voices", "1",
+                             "--takes", "1"]) == 0
     listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed[-2:]) == ["voices/alto/phrase00.wav", "voices/alto/phrase01.wav"]
-    assert listed[:-2] == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
-                           "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
+    assert listed[:5] == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
+                          "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
+    takes = listed[5:-2]  # takes/audio/<fold>-<recording>-<take>-<target>.wav
+    assert all(name.startswith("takes/audio/") for name in takes)
+    assert sorted(name.split("-", 1)[1] for name in takes) == ["00000-A-0.wav", "00001-A-0.wav"]
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
     sf.write(str(out / "tracks" / "fake" / "fake.001.flac"), np.zeros(100), 8000)   # another build's clip
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 1
