@@ -74,7 +74,7 @@ class GenreClassifier(L.LightningModule):
             self.model.normalize.set(datamodule.norm_mean, datamodule.norm_std)
         if stage == "fit" and self.reference is not None and getattr(datamodule, "train_set", None) is not None:
             train = datamodule.train_set
-            self.reference.fit(train.segments, train.labels, train.tracks)
+            self.reference.fit(train.segments, train.labels, train.tracks, getattr(datamodule, "recordings", None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) dB segments -> (B, classes) logits."""

@@ -73,17 +73,19 @@ class StatisticsReference(nn.Module):
         weight[classes], bias[classes] = coef, intercept
         return scaler.mean_, scaler.scale_, weight, bias
 
-    def _out_of_fold_logits(self, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-        """Each training track's logits from a regression fitted without it; None with too few tracks."""
-        from sklearn.model_selection import StratifiedKFold
+    def _out_of_fold_logits(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> np.ndarray | None:
+        """Each training track's logits from a regression fitted without it, nor (with `groups`)
+        without any track of its recording; None with too few tracks or recordings."""
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-        folds = min(self.inner_folds, int(np.bincount(y).max()))
+        folds = min(self.inner_folds, int(np.bincount(y).max()), len(y) if groups is None else len(np.unique(groups)))
         if folds < 2:
             return None
         out = np.zeros((len(y), len(self.bias)))
+        split = (StratifiedKFold if groups is None else StratifiedGroupKFold)(folds, shuffle=True, random_state=self.seed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-            for train, held_out in StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(x, y):
+            for train, held_out in split.split(x, y, groups):
                 mean, scale, weight, bias = self._linear(self._regression().fit(x[train], y[train]))
                 out[held_out] = ((x[held_out] - mean) / scale) @ weight.T + bias
         return out
@@ -102,18 +104,22 @@ class StatisticsReference(nn.Module):
                                      options={"xatol": 1e-4}).x)
 
     @torch.no_grad()
-    def fit(self, segments: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> float:
+    def fit(self, segments: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor,
+            recordings: torch.Tensor | None = None) -> float:
         """Fit to the training split's (N, F, T) dB segments, (N,) labels and (N,) track indices;
-        return the sharpness (0 when the tracks are too few to cross-validate: no opinion)."""
+        return the sharpness (0 when the tracks are too few to cross-validate: no opinion).
+        `recordings[t]` is the recording track t was cut from (ESC-50's takes): the cross-validation
+        then never scores a track with a regression fitted on another take of its recording."""
         from genre_vit.metrics import track_labels  # torchmetrics: not for predict, which never fits
 
         started = time.perf_counter()
-        _, statistics = track_statistics(segments, tracks)
+        ids, statistics = track_statistics(segments, tracks)
         x, y = statistics.double().numpy(), track_labels(labels, tracks).numpy()
         for buffer, value in zip((self.mean, self.scale, self.weight, self.bias),
                                  self._linear(self._regression().fit(x, y))):
             buffer.copy_(torch.as_tensor(value))
-        out_of_fold = self._out_of_fold_logits(x, y)
+        groups = None if recordings is None else recordings[ids].numpy()
+        out_of_fold = self._out_of_fold_logits(x, y, groups)
         self.sharpness.fill_(0.0 if out_of_fold is None else self._best_sharpness(out_of_fold, y))
         log.info("Reference fitted on %d training tracks in %.1f s: sharpness %.3f", len(y),
                  time.perf_counter() - started, float(self.sharpness))

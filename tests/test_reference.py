@@ -59,6 +59,23 @@ def test_its_sharpness_is_cross_validated_on_the_training_tracks():
     assert (fused_scores(network, unrelated, statistics_of(informative)).argmax(-1) == 1).all()
 
 
+def test_takes_of_one_recording_never_score_each_other_in_its_cross_validation():
+    """Recordings whose takes share everything but a little noise, and whose class is a coin toss:
+    split by take, the cross-validation recognises each recording and trusts the reference;
+    split by recording, it finds nothing to trust."""
+    generator = torch.Generator().manual_seed(0)
+    recordings = torch.arange(20).repeat_interleave(3)  # 20 recordings, 3 takes each, one segment a take
+    labels = torch.randint(0, 3, (20,), generator=generator)[recordings]
+    looks = torch.randn(20, 32, 1, generator=generator) * 5
+    segments = looks[recordings] + torch.randn(60, 32, 16, generator=generator) * 0.1
+    tracks = torch.arange(60)
+
+    def sharpness(groups) -> float:
+        return StatisticsReference(rows=32, num_classes=3).fit(segments, labels, tracks, groups)
+
+    assert sharpness(None) > 0.5 and sharpness(recordings) < 0.1  # measured: 0.76 and 0.0
+
+
 def test_strength_scales_the_vote_and_zero_leaves_the_network_alone():
     split = band_energy_split(8, 0)
     full, half, none = (fitted(split, strength=strength) for strength in (1.0, 0.5, 0.0))

@@ -151,7 +151,6 @@ def test_voice_clips_hold_each_recording_whole_in_silence_as_the_seed_draws(tmp_
         write_voices(packs, tmp_path / "more", count=5, seconds=2, seed=0)
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
 def test_takes_make_an_esc50_release_whose_folds_keep_each_recordings_takes_together(tmp_path):
     excerpts = [tmp_path / "tracks" / label / f"{label}.{i:03d}.flac" for label in ("ost", "jingle") for i in range(5)]
     waves = {path: tone(path, seconds=16, level=0.1 * i) for i, path in enumerate(excerpts)}
@@ -175,6 +174,7 @@ def test_takes_make_an_esc50_release_whose_folds_keep_each_recordings_takes_toge
         write_takes(excerpts, tmp_path / "more", takes=4, seed=0)
 
 
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
 def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatch, capsys):
     tree = tmp_path / "tree"
     data = tree / "usr" / "share" / "fake"

@@ -149,6 +149,7 @@ def test_an_official_fold_validates_its_recordings_whole_and_trains_on_every_oth
     trained = {recording(p) for p, role in zip(dm.track_list.paths, roles) if role == TRAIN}
     assert validated == {"3-3000", "3-3010", "3-3038"} and not validated & trained and len(trained) == 12
     assert set(roles) == {TRAIN, VAL}
+    assert dm.recordings.unique().numel() == 15  # the takes of a recording share one id (the reference's groups)
 
 
 def test_esc50_clips_missing_on_disk_are_reported_and_the_rest_trains(tmp_path, shared_cache, caplog):

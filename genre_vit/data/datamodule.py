@@ -246,6 +246,13 @@ class GenreDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         return self.track_list.classes
 
+    @property
+    def recordings(self) -> torch.Tensor | None:
+        """(tracks,) the id of the recording each track was cut from, for splits inside the
+        training tracks that must keep a recording's takes together; None: every track is its own."""
+        groups = self.track_list.groups
+        return None if groups is None else torch.as_tensor(np.unique(groups, return_inverse=True)[1])
+
     def prepare_data(self) -> None:
         self._load_table()
 

@@ -20,8 +20,9 @@ class TrackList:
     """Tracks in a fixed order: `paths[i]` has genre `classes[labels[i]]`.
 
     `ignored` lists (path, reason) for files in class folders that are not audio. A data set that
-    ships its own folds gives `folds[i]` (from 0) for every track, and lists in `missing` the
-    tracks its index names that are not on disk.
+    ships its own folds gives `folds[i]` (from 0) for every track, `groups[i]` names the recording
+    a track was cut from (tracks of one group must never be split apart; None: every track is a
+    recording of its own), and `missing` lists the tracks its index names that are not on disk.
     """
 
     paths: list[str]
@@ -29,6 +30,7 @@ class TrackList:
     classes: list[str]
     ignored: list[tuple[str, str]] = field(default_factory=list)
     folds: list[int] | None = None
+    groups: list[str] | None = None
     missing: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -133,8 +135,8 @@ class GtzanSource:
         return {"kind": "gtzan", "root": str(self.folder().resolve())}
 
 
-ESC50_INDEX = "meta/esc50.csv"  # the release's index: filename, fold (1-5), target, category, esc10, ...
-ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
+ESC50_INDEX = "meta/esc50.csv"  # the release's index: filename, fold (1-5), target, category, esc10, src_file, take
+ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file")
 ESC_SUBSETS = ("esc50", "esc10")
 
 
@@ -172,7 +174,7 @@ class Esc50Source:
         names = {int(row["target"]): row["category"] for row in rows}
         classes = [names[target] for target in sorted(names)]  # the release's class order
         audio = index.parents[1] / "audio"
-        paths, labels, folds, missing = [], [], [], []
+        paths, labels, folds, groups, missing = [], [], [], [], []
         for row in sorted(rows, key=lambda row: row["filename"]):
             path = audio / row["filename"]
             if not path.is_file():
@@ -181,11 +183,12 @@ class Esc50Source:
             paths.append(str(path))
             labels.append(classes.index(row["category"]))
             folds.append(int(row["fold"]) - 1)
+            groups.append(row["src_file"])  # the recording its takes were cut from
         empty = [name for label, name in enumerate(classes) if label not in labels]
         if empty:
             raise DataError(f"class {empty[0]!r} has none of its clips in {audio} ({len(missing)} of the {len(rows)} "
                             f"clips {ESC50_INDEX} lists are missing)")
-        return TrackList(paths, labels, classes, folds=folds, missing=missing)
+        return TrackList(paths, labels, classes, folds=folds, groups=groups, missing=missing)
 
     def identity(self) -> dict:
         return {"kind": self.subset, "root": str(Path(self.root).expanduser().resolve())}
