@@ -140,6 +140,11 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     num_folds, fold = cfg.data.num_folds, cfg.fold
     if fold != "all" and (not isinstance(fold, int) or not 0 <= fold < num_folds):
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds}) or all")
+    source = str(OmegaConf.select(cfg, "data.source._target_", default=""))
+    for split, reader in (("official", "Esc50Source"), ("filtered", "GtzanSource")):
+        if cfg.data.split == split and not source.endswith(reader):
+            needs = {"official": "a data set that ships its folds (data=esc50)", "filtered": "GTZAN (data=gtzan)"}[split]
+            raise ConfigError(f"data.split={split} needs {needs}; this data set has none: use data.split=kfold")
     if cfg.data.split == "official" and cfg.data.test_fraction > 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} with data.split=official: the data set's own "
                           "folds are the split, and a hold-out across them would mix their recordings; set "
@@ -237,6 +242,15 @@ def check_data_root(cfg: DictConfig) -> None:
         raise ConfigError(f"data.root={data.root} is not read by data=synthetic (the generated set lives under "
                           f"paths.cache_dir={cfg.paths.cache_dir}): to train on your own audio add data=folder "
                           "(<root>/<class>/<audio files>), data=gtzan or data=esc50")
+
+
+def validate_shapes(cfg: DictConfig) -> SegmentFeatures:
+    """Build the `features` module (torchaudio's transforms: cheap, and no Lightning) and check the
+    settings that must fit its segments (validate_image, validate_segment); return it."""
+    features = hydra.utils.instantiate(cfg.features)
+    validate_image(cfg, features.image_shape)
+    validate_segment(cfg, features)
+    return features
 
 
 def validate_segment(cfg: DictConfig, features: SegmentFeatures) -> None:

@@ -207,6 +207,19 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int,
     return written
 
 
+def check_takes(takes: int, per_class: int, seconds: float) -> None:
+    """Refuse, before any download, takes that cannot make a release: 1 to 26 takes (named A-Z) that
+    fit an excerpt, and at least one excerpt per class for every fold."""
+    if not 1 <= takes <= 26:
+        raise SoundtrackError(f"--takes {takes}: allowed 1 to 26 (takes are named A to Z)")
+    if seconds < takes * TAKE_SECONDS:
+        raise SoundtrackError(f"--takes {takes}: {takes} takes of {TAKE_SECONDS:g} s need excerpts of at least "
+                              f"{takes * TAKE_SECONDS:g} s (--seconds {seconds:g})")
+    if per_class < RELEASE_FOLDS:
+        raise SoundtrackError(f"--takes: --per-class {per_class} leaves folds without a recording of a class; "
+                              f"at least {RELEASE_FOLDS} (one per fold)")
+
+
 def write_takes(excerpts: list[Path], out: Path, takes: int, seed: int) -> list[Path]:
     """An ESC-50-shaped release under `out`: from each excerpt (`<tracks>/<class>/<name>`, one
     recording), `takes` clips of TAKE_SECONDS spread evenly over it, as
@@ -281,6 +294,8 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
+    if takes is not None:
+        check_takes(takes, per_class, seconds)
     packages, excerpts = [], []
     for label in classes:
         package, music = SOUNDTRACKS[label]

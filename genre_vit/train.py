@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from genre_vit import CONFIG_DIR
 from genre_vit.checkpoints import CheckpointError
 from genre_vit.cli import run_with_pasted_paths
-from genre_vit.config import ConfigError, validate
+from genre_vit.config import ConfigError, validate, validate_shapes
 from genre_vit.data.sources import DataError
 from genre_vit.files import DiskFull, FolderInUse
 from genre_vit.runs import Interrupted, failure_fields, write_record
@@ -50,6 +50,17 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
+def print_lightnings_messages_once() -> None:
+    """Lightning prints its messages (bare, on stderr) only when it is imported before logging is
+    set up; imported after Hydra's set-up, as here, it also passes them to Hydra's handlers and to
+    a console of its own. Give its loggers the handler they get when imported first."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if logger.propagate:
+            logger.addHandler(logging.StreamHandler())
+            logger.propagate = False
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """A single run stops on the first error (exit 2 for bad settings or data, a full disk or a run
@@ -58,8 +69,10 @@ def main(cfg: DictConfig) -> float | None:
     quiet_third_party()
     try:
         validate(cfg)
+        validate_shapes(cfg)
         from genre_vit.training import run  # only now: its imports (Lightning's) take seconds
 
+        print_lightnings_messages_once()
         return optimized_value(run(cfg, multirun), cfg.get("optimized_metric"))
     except Interrupted as err:  # a stopped sweep stops: the user or the scheduler asked for it
         log.error("Interrupted: %s", err)

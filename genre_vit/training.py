@@ -25,9 +25,9 @@ from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.cadence import ValidateLastEpoch
 from genre_vit.callbacks.stop import GracefulStop, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
-from genre_vit.config import validate, validate_image, validate_segment
+from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
-from genre_vit.recipe import Recipe, build_features
+from genre_vit.recipe import Recipe
 from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record
 
 log = logging.getLogger(__name__)
@@ -208,9 +208,7 @@ def train(cfg: DictConfig) -> dict:
     # now, not whenever the collector next runs (measured: +10 MB of resident memory a job without).
     gc.collect()
     validate(cfg)
-    features = build_features(cfg.features)
-    validate_image(cfg, features.image_shape)
-    validate_segment(cfg, features)
+    features = validate_shapes(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function

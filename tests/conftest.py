@@ -229,5 +229,7 @@ def train_whole(tmp_path_factory, shared_cache: Path, epochs: tuple[str, ...]) -
 
 
 def assert_only_about_the_run(stderr: str) -> None:
-    """Nothing printed that is not about the run (a logging service's tip, a third-party deprecation)."""
+    """Nothing printed that is not about the run (a logging service's tip, a third-party deprecation),
+    and Lightning's messages once, bare (its own console, imported late, would add `INFO: ` copies)."""
     assert "Tip:" not in stderr and "deprecated" not in stderr, stderr[-3000:]
+    assert not any(line.startswith("INFO: ") for line in stderr.splitlines()), stderr[-3000:]

@@ -194,25 +194,37 @@ def test_a_package_with_zipped_music_becomes_a_class_folder(tmp_path, monkeypatc
 
 def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_checks(tmp_path, monkeypatch):
     tree = tmp_path / "tree"
-    for i in range(2):
+    for i in range(5):
         tone(tree / "music" / f"track{i}.wav", 15, level=0.1 * i)
-    voice_packs(tree / "voices", {"alto": 2}, {})
+    voice_packs(tree / "voices", {"alto": 5}, {})
     out = fake_package(tree, tmp_path / "set")
     monkeypatch.setattr(soundtracks, "SOUNDTRACKS", {"fake": ("fake-music", "music")})
     monkeypatch.setattr(soundtracks, "VOICES", ("fake-music", "voices"))
 
-    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "2", "--events", "2", "--voices", "1",
+    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "5", "--events", "2", "--voices", "1",
                              "--takes", "1"]) == 0
     listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
-    assert sorted(listed[-2:]) == ["voices/alto/phrase00.wav", "voices/alto/phrase01.wav"]
-    assert listed[:5] == ["debs/fake-music_1.0_all.deb", "tracks/fake/fake.000.flac", "tracks/fake/fake.001.flac",
-                          "events/fake/fake.000.flac", "events/fake/fake.001.flac"]
-    takes = listed[5:-2]  # takes/audio/<fold>-<recording>-<take>-<target>.wav
-    assert all(name.startswith("takes/audio/") for name in takes)
-    assert sorted(name.split("-", 1)[1] for name in takes) == ["00000-A-0.wav", "00001-A-0.wav"]
+    excerpts = [f"fake/fake.{i:03d}.flac" for i in range(5)]
+    assert listed[:11] == ["debs/fake-music_1.0_all.deb", *(f"tracks/{e}" for e in excerpts), *(f"events/{e}" for e in excerpts)]
+    takes = listed[11:16]  # takes/audio/<fold>-<recording>-<take>-<target>.wav, one take of each excerpt
+    assert sorted(name.removeprefix("takes/audio/").split("-", 1)[1] for name in takes) == [
+        f"0000{i}-A-0.wav" for i in range(5)]
+    assert sorted(listed[16:]) == [f"voices/alto/phrase{i:02d}.wav" for i in range(5)]
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
     sf.write(str(out / "tracks" / "fake" / "fake.001.flac"), np.zeros(100), 8000)   # another build's clip
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--takes", "0"], "--takes 0: allowed 1 to 26"),
+    (["--takes", "7"], "7 takes of 5 s need excerpts of at least 35 s (--seconds 30)"),
+    (["--takes", "3", "--per-class", "4"], "--per-class 4 leaves folds without a recording of a class; at least 5"),
+])
+def test_takes_that_cannot_make_a_release_are_one_line_before_any_download(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get: a download would fail with another message
+    assert soundtracks.main([str(tmp_path / "set"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
 
 
 def test_a_package_that_cannot_be_fetched_is_one_line_naming_it(tmp_path, monkeypatch, capsys):

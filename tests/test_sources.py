@@ -167,6 +167,8 @@ def test_esc50_clips_missing_on_disk_are_reported_and_the_rest_trains(tmp_path, 
 @pytest.mark.parametrize("overrides,message", [
     (("data=esc50", "data.test_fraction=0.1"), r"data.test_fraction=0.1 with data.split=official: .* set data.test_fraction=0"),
     (("data=esc50", "data.source.subset=esc20"), r"data.source.subset='esc20' is invalid: allowed \['esc50', 'esc10'\]"),
+    (("data=folder", "data.split=official"), r"data.split=official needs a data set that ships its folds \(data=esc50\)"),
+    (("data=esc50", "data.split=filtered"), r"data.split=filtered needs GTZAN \(data=gtzan\); .* use data.split=kfold"),
 ])
 def test_esc50_settings_that_cannot_work_are_refused_by_the_config_check(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -176,6 +178,10 @@ def test_esc50_settings_that_cannot_work_are_refused_by_the_config_check(tmp_pat
 @pytest.mark.parametrize("make,overrides,message", [
     (lambda root: (root / "audio").mkdir(parents=True), ("data=esc50",), r"holds no meta/esc50.csv: expected the ESC-50 release"),
     (lambda root: esc50_tree(root), ("data=esc50", "data.num_folds=10"), r"data.num_folds=10, but the data set ships 5 folds"),
+    (lambda root: [p.unlink() for p in esc50_tree(root).glob("audio/5-*")], ("data=esc50",),
+     r"the data set's fold 5 has none of its clips on disk \(6 listed clips are missing\)"),
+    (lambda root: esc50_tree(root).joinpath("meta", "esc50.csv").open("a").write("6-1-A-0.wav,six,0,dog,True,1.ogg,A\n"),
+     ("data=esc50",), r"esc50.csv, line 32: fold 'six' and target '0' must be whole numbers"),
     (lambda root: [write_tone(root / name / "a.wav", 1.0) for name in ("cat", "dog")], ("data=folder", "data.split=official"),
      r"data.split=official needs a data set that ships its folds \(data=esc50\)"),
 ])

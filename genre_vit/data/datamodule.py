@@ -298,13 +298,16 @@ class GenreDataModule(L.LightningDataModule):
         if hp.split == "filtered":
             return
         if hp.split == "official":
-            shipped = None if tracks.folds is None else max(tracks.folds) + 1
-            if shipped is None:
+            if tracks.folds is None:
                 raise DataError(f"data.split=official needs a data set that ships its folds (data=esc50); {hp.root} "
                                 "does not: use data.split=kfold")
-            if shipped != hp.num_folds:
-                raise DataError(f"data.num_folds={hp.num_folds}, but the data set ships {shipped} folds: set "
-                                f"data.num_folds={shipped}")
+            if tracks.num_folds != hp.num_folds:
+                raise DataError(f"data.num_folds={hp.num_folds}, but the data set ships {tracks.num_folds} folds: set "
+                                f"data.num_folds={tracks.num_folds}")
+            empty = sorted(set(range(tracks.num_folds)) - set(tracks.folds))
+            if empty:
+                raise DataError(f"the data set's fold {empty[0] + 1} has none of its clips on disk ({len(tracks.missing)} "
+                                "listed clips are missing): restore them, or use data.split=kfold")
         labels = np.asarray(tracks.labels)
         roles = np.stack([self.fold_roles(f) for f in range(hp.num_folds)])  # (folds, tracks)
         for label, name in enumerate(tracks.classes):
@@ -312,11 +315,13 @@ class GenreDataModule(L.LightningDataModule):
             untrained = [f for f in range(hp.num_folds) if not (mine[f] == TRAIN).any()]
             unvalidated = [f for f in range(hp.num_folds) if not (mine[f] == VAL).any()]
             where = f"class {name!r} has {mine.shape[1]} track(s) for data.num_folds={hp.num_folds}"
+            fix = ("restore its clips that the data set's index lists" if tracks.folds is not None
+                   else "add tracks to it or remove its folder")
             if hp.fold in untrained:
                 raise DataError(f"{where}: fold {hp.fold} (this run) would train on none of them (so would folds "
-                                f"{untrained}); add tracks to it or remove its folder")
+                                f"{untrained}); {fix}")
             if untrained:
-                log.warning("%s: folds %s train on none of them; add tracks to it or remove its folder", where, untrained)
+                log.warning("%s: folds %s train on none of them; %s", where, untrained, fix)
             if unvalidated:
                 log.warning("%s: folds %s validate none of them", where, unvalidated)
 

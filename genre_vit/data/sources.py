@@ -20,7 +20,7 @@ class TrackList:
     """Tracks in a fixed order: `paths[i]` has genre `classes[labels[i]]`.
 
     `ignored` lists (path, reason) for files in class folders that are not audio. A data set that
-    ships its own folds gives `folds[i]` (from 0) for every track, `groups[i]` names the recording
+    ships `num_folds` folds of its own gives `folds[i]` (from 0) for every track, `groups[i]` names the recording
     a track was cut from (tracks of one group must never be split apart; None: every track is a
     recording of its own), and `missing` lists the tracks its index names that are not on disk.
     """
@@ -29,6 +29,7 @@ class TrackList:
     labels: list[int]
     classes: list[str]
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    num_folds: int | None = None
     folds: list[int] | None = None
     groups: list[str] | None = None
     missing: list[str] = field(default_factory=list)
@@ -151,8 +152,8 @@ class Esc50Source:
     root: str
     subset: str = "esc50"
 
-    def index_rows(self) -> tuple[Path, list[dict[str, str]]]:
-        """The index's path and its rows of this subset."""
+    def index_rows(self) -> tuple[Path, list[dict]]:
+        """The index's path and its rows of this subset, `fold` and `target` as integers."""
         root = Path(self.root).expanduser()
         index = root / ESC50_INDEX
         if not index.is_file():
@@ -164,14 +165,24 @@ class Esc50Source:
             if absent:
                 raise DataError(f"{index} has no {', '.join(absent)} column: expected ESC-50's index "
                                 f"({', '.join(ESC50_COLUMNS)}, ...)")
-            rows = [row for row in reader if self.subset == "esc50" or row["esc10"] == "True"]
+            rows = []
+            for row in reader:
+                try:
+                    row["fold"], row["target"] = int(row["fold"]), int(row["target"])
+                except (TypeError, ValueError):
+                    raise DataError(f"{index}, line {reader.line_num}: fold {row['fold']!r} and target {row['target']!r} "
+                                    "must be whole numbers") from None
+                if row["fold"] < 1:
+                    raise DataError(f"{index}, line {reader.line_num}: fold {row['fold']}: ESC-50 counts its folds from 1")
+                if self.subset == "esc50" or str(row["esc10"]).strip().lower() == "true":
+                    rows.append(row)
         if not rows:
             raise DataError(f"{index} lists no clip of data.source.subset={self.subset}")
         return index, rows
 
     def tracks(self) -> TrackList:
         index, rows = self.index_rows()
-        names = {int(row["target"]): row["category"] for row in rows}
+        names = {row["target"]: row["category"] for row in rows}
         classes = [names[target] for target in sorted(names)]  # the release's class order
         audio = index.parents[1] / "audio"
         paths, labels, folds, groups, missing = [], [], [], [], []
@@ -182,13 +193,14 @@ class Esc50Source:
                 continue
             paths.append(str(path))
             labels.append(classes.index(row["category"]))
-            folds.append(int(row["fold"]) - 1)
+            folds.append(row["fold"] - 1)
             groups.append(row["src_file"])  # the recording its takes were cut from
         empty = [name for label, name in enumerate(classes) if label not in labels]
         if empty:
             raise DataError(f"class {empty[0]!r} has none of its clips in {audio} ({len(missing)} of the {len(rows)} "
                             f"clips {ESC50_INDEX} lists are missing)")
-        return TrackList(paths, labels, classes, folds=folds, groups=groups, missing=missing)
+        return TrackList(paths, labels, classes, num_folds=max(row["fold"] for row in rows), folds=folds, groups=groups,
+                         missing=missing)
 
     def identity(self) -> dict:
         return {"kind": self.subset, "root": str(Path(self.root).expanduser().resolve())}
