@@ -141,10 +141,9 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     if fold != "all" and (not isinstance(fold, int) or not 0 <= fold < num_folds):
         raise ConfigError(f"fold={fold} is invalid: allowed 0..{num_folds - 1} (data.num_folds={num_folds}) or all")
     source = str(OmegaConf.select(cfg, "data.source._target_", default=""))
-    for split, reader in (("official", "Esc50Source"), ("filtered", "GtzanSource")):
-        if cfg.data.split == split and not source.endswith(reader):
-            needs = {"official": "a data set that ships its folds (data=esc50)", "filtered": "GTZAN (data=gtzan)"}[split]
-            raise ConfigError(f"data.split={split} needs {needs}; this data set has none: use data.split=kfold")
+    reader, needs = SPLIT_SOURCES.get(cfg.data.split, ("", ""))
+    if not source.endswith(reader):
+        raise ConfigError(f"data.split={cfg.data.split} needs {needs}; this data set has none: use data.split=kfold")
     if cfg.data.split == "official" and cfg.data.test_fraction > 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} with data.split=official: the data set's own "
                           "folds are the split, and a hold-out across them would mix their recordings; set "
@@ -173,6 +172,9 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
 
 
+# data.split -> (the source class that reads it, what to name in the refusal); kfold fits any source
+SPLIT_SOURCES = {"official": ("Esc50Source", "a data set that ships its folds (data=esc50)"),
+                 "filtered": ("GtzanSource", "GTZAN (data=gtzan)")}
 COLLECTIONS = ("callbacks", "logger")  # every entry is built: an added one is read
 REQUIRED_HINTS = {"data.root": "data=folder, data=gtzan and data=esc50 read the audio under data.root=PATH "
                                "(PATH/<class>/<audio files>; for ESC-50, the release's folder)",

@@ -78,7 +78,9 @@ class StatisticsReference(nn.Module):
         without any track of its recording; None with too few tracks or recordings."""
         from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-        folds = min(self.inner_folds, int(np.bincount(y).max()), len(y) if groups is None else len(np.unique(groups)))
+        folds = min(self.inner_folds, int(np.bincount(y).max()))
+        if groups is not None:
+            folds = min(folds, len(np.unique(groups)))  # a group is never split, so at most one fold each
         if folds < 2:
             return None
         out = np.zeros((len(y), len(self.bias)))

@@ -239,10 +239,10 @@ def write_takes(excerpts: list[Path], out: Path, takes: int, seed: int) -> list[
                 raise SoundtrackError(f"{excerpt}: too short for {takes} takes of {TAKE_SECONDS:g} s")
             fold, recording = dealt.index(excerpt) % RELEASE_FOLDS + 1, f"{target:02d}{number:03d}"
             for k in range(takes):
-                start = int((k + 0.5) * spacing) - length // 2
-                name = f"{fold}-{recording}-{chr(ord('A') + k)}-{target}.wav"
+                start, take = int((k + 0.5) * spacing) - length // 2, chr(ord("A") + k)
+                name = f"{fold}-{recording}-{take}-{target}.wav"
                 sf.write(str(audio / name), wave[start:start + length], rate, subtype="PCM_16")
-                rows.append([name, fold, target, label, False, excerpt.name, chr(ord("A") + k)])
+                rows.append([name, fold, target, label, False, excerpt.name, take])
                 written.append(audio / name)
     (out / "meta").mkdir(parents=True, exist_ok=True)
     with (out / "meta" / "esc50.csv").open("w", newline="") as f:
