@@ -22,6 +22,14 @@ environmental sounds, where per-clip statistics are a stronger reference: the ph
 voice packs that Hedgewars ships (one class per speaker, 13 of them; `--per-class` phrases each,
 drawn with `--seed`), each placed at a random point of a 5 s clip of digital silence.
 
+`--effects 5` also writes `<out>/effects/`: the environmental-sound regime of ESC-50 subsets on
+real recordings, many classes of a few short clips each: the sound effects that 0 A.D. ships
+(footsteps on grass, gravel, rock, sand and snow; arrows striking wood, metal, stone, dirt; saws,
+hoes, felled trees, cattle, swords...), one class per family (the files of one folder that
+differ only in a trailing number), each placed at a random point of a 5 s clip of digital
+silence. A class needs `--per-class` distinct recordings (byte-identical copies are left out):
+7 gives 38 classes, 5 gives 47. `--classes ""` skips the soundtracks.
+
 `--takes 3` also writes `<out>/takes/`, shaped as the ESC-50 release (`data=esc50
 data.root=<out>/takes`): from each excerpt, one recording, 3 clips of 5 s spread over it, and the
 excerpts of each class dealt to 5 folds, so the takes of one recording share a fold as ESC-50's
@@ -37,19 +45,22 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import random
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
 import soundfile as sf
 
 from genre_vit.data.audio import duration_seconds
-from genre_vit.data.sources import files_under
+from genre_vit.data.sources import files_under, why_not_audio
 
 # class -> (Debian package, folder of its music inside the unpacked package). Debian 12 (bookworm).
 SOUNDTRACKS: dict[str, tuple[str, str]] = {
@@ -70,6 +81,8 @@ SOUNDTRACKS: dict[str, tuple[str, str]] = {
     "supertuxkart": ("supertuxkart-data", "usr/share/games/supertuxkart/data/music"),
 }
 VOICES = ("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices")   # one folder per voice pack
+EFFECTS = ("0ad-data", "usr/share/games/0ad/mods/public/public.zip", "audio/")   # package, game data zip, sounds in it
+NOT_EFFECTS = ("audio/music/",)  # the game's soundtrack, in the same folder
 SAME_SPEAKER = 5              # voice packs sharing this many recordings are one speaker's
 ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpacked beside themselves
 MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
@@ -267,14 +280,45 @@ def speakers(folder: Path) -> dict[str, list[Path]]:
 def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """`count` recordings of each pack drawn with `seed`, each as `out/<pack>/<name>.wav`: a clip of
     `seconds` of zeros holding the recording (its first `seconds`) at a place drawn with `seed`."""
-    rng = np.random.default_rng(seed)
-    written = []
     for name, files in packs.items():
         if len(files) < count:
             raise SoundtrackError(f"voice {name}: {len(files)} distinct recordings, fewer than {count}")
+    return write_padded(packs, read_file, out, count, seconds, seed)
+
+
+def effect_families(archive: zipfile.ZipFile, count: int) -> dict[str, list[PurePosixPath]]:
+    """Family -> its recordings in the sound folder of `archive` (EFFECTS), for the families of at
+    least `count` distinct recordings. A family is the files of one folder whose names differ only
+    in a trailing number (`fs_grass_1.ogg`, `fs_grass_2.ogg`), named by its path under the sound
+    folder (`actor-singlesteps-fs_grass`); a recording whose bytes appear twice is left out."""
+    sounds = EFFECTS[2]
+    members = [PurePosixPath(m) for m in archive.namelist()
+               if m.startswith(sounds) and not m.startswith(NOT_EFFECTS) and why_not_audio(PurePosixPath(m)) is None]
+    digest = {m: hashlib.sha256(archive.read(str(m))).hexdigest() for m in members}
+    copies = Counter(digest.values())
+    families: dict[str, list[PurePosixPath]] = {}
+    for member in members:
+        if copies[digest[member]] == 1:
+            family = (*member.parent.relative_to(sounds).parts, re.sub(r"[_-]?[0-9]+[a-z]?$", "", member.stem))
+            families.setdefault("-".join(family), []).append(member)
+    return {name: sorted(files) for name, files in sorted(families.items()) if len(files) >= count}
+
+
+def read_file(path: PurePath) -> tuple[np.ndarray, int]:
+    return sf.read(str(path), dtype="float32", always_2d=True)
+
+
+def write_padded(recordings: dict[str, list[PurePath]], read: Callable[[PurePath], tuple[np.ndarray, int]],
+                 out: Path, count: int, seconds: float, seed: int) -> list[Path]:
+    """`count` recordings of each class drawn with `seed` (each as `read` decodes it), each as
+    `out/<class>/<name>.wav`: a clip of `seconds` of zeros holding the recording (its first
+    `seconds`) at a place drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for name, files in recordings.items():
         folder = emptied(out / name, "*.wav")
         for recording in drawn(files, count, seed):
-            wave, rate = sf.read(str(recording), dtype="float32", always_2d=True)
+            wave, rate = read(recording)
             length = int(seconds * rate)
             wave = wave[:length]
             clip = np.zeros((length, wave.shape[1]), dtype=np.float32)
@@ -286,11 +330,24 @@ def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: f
     return written
 
 
+def write_effects(package_root: Path, out: Path, count: int, seconds: float, seed: int) -> list[Path]:
+    """The clips of `write_padded` for every family of `effect_families` in the unpacked EFFECTS
+    package at `package_root`, read from its zip archive as they are needed."""
+    with zipfile.ZipFile(package_root / EFFECTS[1]) as archive:
+        families = effect_families(archive, count)
+        if len(families) < 2:
+            raise SoundtrackError(f"--effects: {len(families)} families of at least {count} distinct recordings "
+                                  f"in {EFFECTS[0]}; a task needs 2 (lower --per-class)")
+        return write_padded(families, lambda member: sf.read(io.BytesIO(archive.read(str(member))), dtype="float32",
+                                                              always_2d=True), out, count, seconds, seed)
+
+
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
           events: float | None = None, event_sound: float | None = None, voices: float | None = None,
-          takes: int | None = None) -> None:
+          takes: int | None = None, effects: float | None = None) -> None:
     """Fetch, unpack and cut every class, one line per class; with `events`, the event clips too;
-    with `voices`, the voice clips; with `takes`, the ESC-50-shaped release."""
+    with `voices`, the voice clips; with `takes`, the ESC-50-shaped release; with `effects`, the
+    sound-effect clips."""
     unknown = sorted(set(classes) - set(SOUNDTRACKS))
     if unknown:
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
@@ -316,6 +373,13 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         clips += write_voices(speakers(unpack(package, out) / folder), out / "voices", per_class, voices, seed)
         packages.append(package)
         print(f"voice clips: {out / 'voices'} (data=folder data.root={out / 'voices'} data.clip_seconds={voices:g})")
+    if effects is not None:
+        package = EFFECTS[0]
+        written = write_effects(unpack(package, out), out / "effects", per_class, effects, seed)
+        clips += written
+        packages.append(package)
+        print(f"effect clips: {out / 'effects'}, {len({p.parent for p in written})} classes "
+              f"(data=folder data.root={out / 'effects'} data.clip_seconds={effects:g})")
     debs = [deb for deb in dict.fromkeys(downloaded(package, out / "debs") for package in packages)
             if deb is not None]   # None: removed after unpacking
     sums = write_checksums(out.resolve(), [p.resolve() for p in debs + excerpts + clips])
@@ -336,16 +400,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the longest sound an event clip keeps (default: the whole clip; the shortest is 1 s)")
     parser.add_argument("--voices", type=float, default=None, metavar="SECONDS",
                         help="also write <out>/voices/: Hedgewars' phrases, one class per speaker, padded to SECONDS")
+    parser.add_argument("--effects", type=float, default=None, metavar="SECONDS",
+                        help="also write <out>/effects/: 0 A.D.'s sound effects, one class per family, padded to SECONDS")
     parser.add_argument("--takes", type=int, default=None, metavar="N",
                         help=f"also write <out>/takes/: an ESC-50-shaped release of N clips of {TAKE_SECONDS:g} s per excerpt")
     args = parser.parse_args(argv)
     try:
         build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events,
-              args.event_sound, args.voices, args.takes)
+              args.event_sound, args.voices, args.takes, args.effects)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"data set: {args.out / 'tracks'} (data=folder data.root={args.out / 'tracks'})")
+    if args.classes:
+        print(f"data set: {args.out / 'tracks'} (data=folder data.root={args.out / 'tracks'})")
     return 0
 
 

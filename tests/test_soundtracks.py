@@ -3,6 +3,7 @@ package trees and .deb files the tests write."""
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import subprocess
 import zipfile
@@ -15,6 +16,7 @@ from genre_vit import soundtracks
 from genre_vit.data.sources import Esc50Source
 from genre_vit.soundtracks import (
     SoundtrackError,
+    effect_families,
     long_tracks,
     speakers,
     unpack,
@@ -149,6 +151,62 @@ def test_voice_clips_hold_each_recording_whole_in_silence_as_the_seed_draws(tmp_
     assert sorted((tmp_path / "voices").rglob("*.wav")) == sorted(fewer)
     with pytest.raises(SoundtrackError, match=r"^voice alto: 4 distinct recordings, fewer than 5$"):
         write_voices(packs, tmp_path / "more", count=5, seconds=2, seed=0)
+
+
+def effects_archive(path, members: dict[str, float]) -> None:
+    """A zip of game data at `path`: each member a mono tone at its level (equal levels, equal bytes)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, level in members.items():
+            wave = level + np.arange(RATE // 2) / 80000.0
+            data = io.BytesIO()
+            sf.write(data, wave, RATE, format="WAV", subtype="PCM_16")
+            archive.writestr(name, data.getvalue() if name.endswith(".wav") else b"text")
+
+
+def test_an_effect_family_is_one_folders_numbered_recordings_and_needs_enough_distinct_ones(tmp_path):
+    effects_archive(tmp_path / "public.zip", {
+        **{f"audio/actor/singlesteps/fs_grass_{k}.wav": 0.1 * k for k in range(1, 5)},
+        **{f"audio/actor/singlesteps/fs_snow{k}.wav": 0.01 * k for k in range(1, 4)},
+        "audio/actor/singlesteps/fs_snow4.wav": 0.01,  # a copy of fs_snow1: both left out
+        **{f"audio/attack/impact/arrow_wood_0{k}.wav": 0.2 + 0.01 * k for k in range(1, 4)},
+        "audio/attack/impact/notes.txt": 0.0,
+        **{f"audio/music/theme_{k}.wav": 0.3 + 0.01 * k for k in range(1, 5)},  # the soundtrack, not effects
+        **{f"art/sounds/gong_{k}.wav": 0.4 + 0.01 * k for k in range(1, 5)},  # outside the sound folder
+    })
+    with zipfile.ZipFile(tmp_path / "public.zip") as archive:
+        families = effect_families(archive, count=3)
+    assert {name: [m.name for m in members] for name, members in families.items()} == {
+        "actor-singlesteps-fs_grass": [f"fs_grass_{k}.wav" for k in range(1, 5)],
+        "attack-impact-arrow_wood": [f"arrow_wood_0{k}.wav" for k in range(1, 4)],
+    }
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs Debian's dpkg-deb")
+def test_effect_clips_hold_each_recording_whole_in_silence_one_class_per_family(tmp_path, monkeypatch, capsys):
+    tree = tmp_path / "tree"
+    (tree / "game").mkdir(parents=True)
+    effects_archive(tree / "game" / "public.zip", {f"audio/resource/{family}_{k}.wav": level + 0.01 * k
+                                                    for family, level in (("saw", 0.1), ("hoe", 0.2)) for k in range(3)})
+    out = fake_package(tree, tmp_path / "set")
+    monkeypatch.setattr(soundtracks, "EFFECTS", ("fake-music", "game/public.zip", "audio/"))
+
+    assert soundtracks.main([str(out), "--classes", "", "--effects", "2", "--per-class", "2"]) == 0
+    clips = sorted((out / "effects").rglob("*.wav"))
+    assert [(p.parent.name, len(sf.read(str(p))[0]) / RATE) for p in clips] == [("resource-hoe", 2.0)] * 2 + [("resource-saw", 2.0)] * 2
+    with zipfile.ZipFile(tree / "game" / "public.zip") as archive:
+        for clip in clips:
+            wave = sf.read(str(clip))[0]
+            recording = sf.read(io.BytesIO(archive.read(f"audio/resource/{clip.stem}.wav")))[0]
+            sounding = np.flatnonzero(wave)
+            np.testing.assert_array_equal(wave[sounding[0]:sounding[0] + len(recording)], recording)
+    printed = capsys.readouterr().out
+    assert f"effect clips: {out / 'effects'}, 2 classes" in printed and "data set:" not in printed   # no soundtracks asked
+    listed = (out / "SHA256SUMS").read_text()
+    assert "debs/fake-music_1.0_all.deb" in listed and all(f"effects/{p.parent.name}/{p.name}" in listed for p in clips)
+
+    assert soundtracks.main([str(out), "--classes", "", "--effects", "2", "--per-class", "4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --effects: 0 families of at least 4 distinct recordings in fake-music; a task needs 2 (lower --per-class)")
 
 
 def test_takes_make_an_esc50_release_whose_folds_keep_each_recordings_takes_together(tmp_path):

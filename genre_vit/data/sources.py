@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Protocol
 
 # What the decoder (libsndfile, shipped in the soundfile wheel) reads, and common formats it does not.
@@ -46,7 +46,7 @@ class Source(Protocol):
     def identity(self) -> dict: ...
 
 
-def why_not_audio(path: Path) -> str | None:
+def why_not_audio(path: PurePath) -> str | None:
     """Why a file is not used as audio (by its extension), or None if it is."""
     suffix = path.suffix.lower()
     if suffix in AUDIO_EXTENSIONS:
