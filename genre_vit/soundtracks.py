@@ -332,12 +332,16 @@ def write_padded(recordings: dict[str, list[PurePath]], read: Callable[[PurePath
 
 def write_effects(package_root: Path, out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """The clips of `write_padded` for every family of `effect_families` in the unpacked EFFECTS
-    package at `package_root`, read from its zip archive as they are needed."""
+    package at `package_root`, read from its zip archive as they are needed. Class folders an
+    earlier build left (another `count` admits other families) are emptied and removed."""
     with zipfile.ZipFile(package_root / EFFECTS[1]) as archive:
         families = effect_families(archive, count)
         if len(families) < 2:
             raise SoundtrackError(f"--effects: {len(families)} families of at least {count} distinct recordings "
                                   f"in {EFFECTS[0]}; a task needs 2 (lower --per-class)")
+        for stale in sorted(out.glob("*/")) if out.is_dir() else []:
+            if stale.name not in families:
+                emptied(stale, "*.wav").rmdir()
         return write_padded(families, lambda member: sf.read(io.BytesIO(archive.read(str(member))), dtype="float32",
                                                               always_2d=True), out, count, seconds, seed)
 

@@ -204,6 +204,11 @@ def test_effect_clips_hold_each_recording_whole_in_silence_one_class_per_family(
     listed = (out / "SHA256SUMS").read_text()
     assert "debs/fake-music_1.0_all.deb" in listed and all(f"effects/{p.parent.name}/{p.name}" in listed for p in clips)
 
+    (out / "effects" / "resource-gong").mkdir()   # a family an earlier build with other settings admitted
+    sf.write(str(out / "effects" / "resource-gong" / "gong_1.wav"), np.zeros(RATE), RATE)
+    assert soundtracks.main([str(out), "--classes", "", "--effects", "2", "--per-class", "3"]) == 0
+    assert sorted(p.name for p in (out / "effects").iterdir()) == ["resource-hoe", "resource-saw"]
+    assert len(list((out / "effects").rglob("*.wav"))) == 6
     assert soundtracks.main([str(out), "--classes", "", "--effects", "2", "--per-class", "4"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --effects: 0 families of at least 4 distinct recordings in fake-music; a task needs 2 (lower --per-class)")
