@@ -53,8 +53,9 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath, PurePosixPath
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -83,6 +84,8 @@ SOUNDTRACKS: dict[str, tuple[str, str]] = {
 VOICES = ("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices")   # one folder per voice pack
 EFFECTS = ("0ad-data", "usr/share/games/0ad/mods/public/public.zip", "audio/")   # package, game data zip, sounds in it
 NOT_EFFECTS = ("audio/music/",)  # the game's soundtrack, in the same folder
+AnyPath = TypeVar("AnyPath", bound=PurePath)  # a file on disk, or a member of a zip archive
+TRAILING_NUMBER = re.compile(r"[_-]?[0-9]+[a-z]?$")  # fs_grass_1, c12, swordhit_10a: the take within a family
 SAME_SPEAKER = 5              # voice packs sharing this many recordings are one speaker's
 ARCHIVE_SUFFIXES = (".pk3",)  # zip archives of game data (nexuiz, ufoai), unpacked beside themselves
 MARGIN_SECONDS = 10.0         # a track must be this much longer than an excerpt
@@ -159,7 +162,7 @@ def long_tracks(folder: Path, min_seconds: float) -> list[Path]:
     return sorted(p for p in distinct.values() if (duration_seconds(p) or 0.0) >= min_seconds)
 
 
-def drawn(files: list[Path], count: int, seed: int) -> list[Path]:
+def drawn(files: Sequence[AnyPath], count: int, seed: int) -> list[AnyPath]:
     """`count` of `files` drawn with `seed` (the same draw whatever order they come in)."""
     chosen = sorted(files)
     random.Random(seed).shuffle(chosen)
@@ -283,32 +286,43 @@ def write_voices(packs: dict[str, list[Path]], out: Path, count: int, seconds: f
     for name, files in packs.items():
         if len(files) < count:
             raise SoundtrackError(f"voice {name}: {len(files)} distinct recordings, fewer than {count}")
-    return write_padded(packs, read_file, out, count, seconds, seed)
+    return write_padded(packs, read_audio, out, count, seconds, seed)
 
 
 def effect_families(archive: zipfile.ZipFile, count: int) -> dict[str, list[PurePosixPath]]:
     """Family -> its recordings in the sound folder of `archive` (EFFECTS), for the families of at
     least `count` distinct recordings. A family is the files of one folder whose names differ only
     in a trailing number (`fs_grass_1.ogg`, `fs_grass_2.ogg`), named by its path under the sound
-    folder (`actor-singlesteps-fs_grass`); a recording whose bytes appear twice is left out."""
-    sounds = EFFECTS[2]
-    members = [PurePosixPath(m) for m in archive.namelist()
-               if m.startswith(sounds) and not m.startswith(NOT_EFFECTS) and why_not_audio(PurePosixPath(m)) is None]
-    digest = {m: hashlib.sha256(archive.read(str(m))).hexdigest() for m in members}
+    folder (`actor-singlesteps-fs_grass`). A recording whose samples appear twice, in any encoding,
+    is left out (0 A.D.'s gravel and rock footsteps are one set of recordings, encoded twice)."""
+    _, _, sounds = EFFECTS
+    members = [m for m in map(PurePosixPath, archive.namelist())
+               if str(m).startswith(sounds) and not str(m).startswith(NOT_EFFECTS) and why_not_audio(m) is None]
+    digest = {m: samples_digest(read_audio(io.BytesIO(archive.read(str(m))))) for m in members}
     copies = Counter(digest.values())
     families: dict[str, list[PurePosixPath]] = {}
     for member in members:
-        if copies[digest[member]] == 1:
-            family = (*member.parent.relative_to(sounds).parts, re.sub(r"[_-]?[0-9]+[a-z]?$", "", member.stem))
-            families.setdefault("-".join(family), []).append(member)
+        base = TRAILING_NUMBER.sub("", member.stem)
+        if copies[digest[member]] == 1 and base:
+            families.setdefault("-".join((*member.parent.relative_to(sounds).parts, base)), []).append(member)
+    for name, files in families.items():
+        if len({f.parent for f in files}) > 1 or len({f.stem for f in files}) < len(files):
+            raise SoundtrackError(f"--effects: family {name} joins two folders or repeats a name: {', '.join(map(str, files))}")
     return {name: sorted(files) for name, files in sorted(families.items()) if len(files) >= count}
 
 
-def read_file(path: PurePath) -> tuple[np.ndarray, int]:
-    return sf.read(str(path), dtype="float32", always_2d=True)
+def samples_digest(decoded: tuple[np.ndarray, int]) -> str:
+    """The SHA-256 of a recording's samples (as 16-bit integers) and rate, whatever its encoding."""
+    wave, rate = decoded
+    return hashlib.sha256(np.round(wave * 32767).astype(np.int16).tobytes() + str(rate).encode()).hexdigest()
 
 
-def write_padded(recordings: dict[str, list[PurePath]], read: Callable[[PurePath], tuple[np.ndarray, int]],
+def read_audio(source: PurePath | BinaryIO) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the rate of a file, or of an open file's bytes."""
+    return sf.read(source if hasattr(source, "read") else str(source), dtype="float32", always_2d=True)
+
+
+def write_padded(recordings: Mapping[str, Sequence[PurePath]], read: Callable[[PurePath], tuple[np.ndarray, int]],
                  out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """`count` recordings of each class drawn with `seed` (each as `read` decodes it), each as
     `out/<class>/<name>.wav`: a clip of `seconds` of zeros holding the recording (its first
@@ -333,17 +347,17 @@ def write_padded(recordings: dict[str, list[PurePath]], read: Callable[[PurePath
 def write_effects(package_root: Path, out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """The clips of `write_padded` for every family of `effect_families` in the unpacked EFFECTS
     package at `package_root`, read from its zip archive as they are needed. Class folders an
-    earlier build left (another `count` admits other families) are emptied and removed."""
-    with zipfile.ZipFile(package_root / EFFECTS[1]) as archive:
+    earlier build left (another `count` admits other families) are removed."""
+    package, archive_path, _ = EFFECTS
+    with zipfile.ZipFile(package_root / archive_path) as archive:
         families = effect_families(archive, count)
         if len(families) < 2:
             raise SoundtrackError(f"--effects: {len(families)} families of at least {count} distinct recordings "
-                                  f"in {EFFECTS[0]}; a task needs 2 (lower --per-class)")
-        for stale in sorted(out.glob("*/")) if out.is_dir() else []:
-            if stale.name not in families:
-                emptied(stale, "*.wav").rmdir()
-        return write_padded(families, lambda member: sf.read(io.BytesIO(archive.read(str(member))), dtype="float32",
-                                                              always_2d=True), out, count, seconds, seed)
+                                  f"in {package}; a task needs 2 (lower --per-class)")
+        for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in families) if out.exists() else []:
+            shutil.rmtree(stale)
+        return write_padded(families, lambda member: read_audio(io.BytesIO(archive.read(str(member)))),
+                            out, count, seconds, seed)
 
 
 def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: int,
@@ -393,11 +407,12 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genre_vit.soundtracks", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="folder for debs/, packages/ and tracks/ (the data set)")
+    parser.add_argument("out", type=Path, help="folder for debs/, packages/, tracks/ (the data set) and the other sets asked for")
     parser.add_argument("--classes", default=",".join(SOUNDTRACKS), help="comma-separated soundtracks (default: all 15)")
-    parser.add_argument("--per-class", type=int, default=10, help="excerpts per class (default 10)")
+    parser.add_argument("--per-class", type=int, default=10, help="excerpts per soundtrack, phrases per speaker, clips per effect family "
+                        "(families with fewer are left out: 10 gives 26) (default 10)")
     parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="which tracks of each soundtrack are drawn")
+    parser.add_argument("--seed", type=int, default=0, help="which tracks, phrases and effects are drawn, and where clips are placed")
     parser.add_argument("--events", type=float, default=None, metavar="SECONDS",
                         help="also write <out>/events/: clips of SECONDS with a shorter sound padded with silence")
     parser.add_argument("--event-sound", type=float, default=None, metavar="SECONDS",
@@ -409,13 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--takes", type=int, default=None, metavar="N",
                         help=f"also write <out>/takes/: an ESC-50-shaped release of N clips of {TAKE_SECONDS:g} s per excerpt")
     args = parser.parse_args(argv)
+    classes = [c for c in args.classes.split(",") if c]
     try:
-        build(args.out, [c for c in args.classes.split(",") if c], args.per_class, args.seconds, args.seed, args.events,
+        build(args.out, classes, args.per_class, args.seconds, args.seed, args.events,
               args.event_sound, args.voices, args.takes, args.effects)
     except SoundtrackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.classes:
+    if classes:
         print(f"data set: {args.out / 'tracks'} (data=folder data.root={args.out / 'tracks'})")
     return 0
 

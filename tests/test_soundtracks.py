@@ -7,6 +7,7 @@ import io
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,14 +154,16 @@ def test_voice_clips_hold_each_recording_whole_in_silence_as_the_seed_draws(tmp_
         write_voices(packs, tmp_path / "more", count=5, seconds=2, seed=0)
 
 
-def effects_archive(path, members: dict[str, float]) -> None:
-    """A zip of game data at `path`: each member a mono tone at its level (equal levels, equal bytes)."""
+def effects_archive(path: Path, members: dict[str, float]) -> None:
+    """A zip of game data at `path`: each member a mono tone of 0.5 s at its level, in the format its
+    name says (equal levels, equal samples)."""
     with zipfile.ZipFile(path, "w") as archive:
         for name, level in members.items():
-            wave = level + np.arange(RATE // 2) / 80000.0
+            wave = np.round((level + np.arange(RATE // 2) / 80000.0) * 32767).astype(np.int16)
             data = io.BytesIO()
-            sf.write(data, wave, RATE, format="WAV", subtype="PCM_16")
-            archive.writestr(name, data.getvalue() if name.endswith(".wav") else b"text")
+            if name.endswith((".wav", ".flac")):
+                sf.write(data, wave, RATE, format=name.rsplit(".", 1)[1].upper(), subtype="PCM_16")
+            archive.writestr(name, data.getvalue() or b"text")
 
 
 def test_an_effect_family_is_one_folders_numbered_recordings_and_needs_enough_distinct_ones(tmp_path):
@@ -168,6 +171,8 @@ def test_an_effect_family_is_one_folders_numbered_recordings_and_needs_enough_di
         **{f"audio/actor/singlesteps/fs_grass_{k}.wav": 0.1 * k for k in range(1, 5)},
         **{f"audio/actor/singlesteps/fs_snow{k}.wav": 0.01 * k for k in range(1, 4)},
         "audio/actor/singlesteps/fs_snow4.wav": 0.01,  # a copy of fs_snow1: both left out
+        **{f"audio/actor/singlesteps/fs_rock{k}.wav": 0.5 + 0.01 * k for k in range(1, 4)},
+        **{f"audio/actor/singlesteps/fs_gravel{k}.flac": 0.5 + 0.01 * k for k in range(1, 4)},  # fs_rock's samples again
         **{f"audio/attack/impact/arrow_wood_0{k}.wav": 0.2 + 0.01 * k for k in range(1, 4)},
         "audio/attack/impact/notes.txt": 0.0,
         **{f"audio/music/theme_{k}.wav": 0.3 + 0.01 * k for k in range(1, 5)},  # the soundtrack, not effects
@@ -199,6 +204,7 @@ def test_effect_clips_hold_each_recording_whole_in_silence_one_class_per_family(
             recording = sf.read(io.BytesIO(archive.read(f"audio/resource/{clip.stem}.wav")))[0]
             sounding = np.flatnonzero(wave)
             np.testing.assert_array_equal(wave[sounding[0]:sounding[0] + len(recording)], recording)
+            assert len(sounding) == len(recording)   # silence around it
     printed = capsys.readouterr().out
     assert f"effect clips: {out / 'effects'}, 2 classes" in printed and "data set:" not in printed   # no soundtracks asked
     listed = (out / "SHA256SUMS").read_text()
@@ -206,6 +212,7 @@ def test_effect_clips_hold_each_recording_whole_in_silence_one_class_per_family(
 
     (out / "effects" / "resource-gong").mkdir()   # a family an earlier build with other settings admitted
     sf.write(str(out / "effects" / "resource-gong" / "gong_1.wav"), np.zeros(RATE), RATE)
+    (out / "effects" / "resource-gong" / ".DS_Store").write_text("")
     assert soundtracks.main([str(out), "--classes", "", "--effects", "2", "--per-class", "3"]) == 0
     assert sorted(p.name for p in (out / "effects").iterdir()) == ["resource-hoe", "resource-saw"]
     assert len(list((out / "effects").rglob("*.wav"))) == 6
