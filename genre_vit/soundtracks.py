@@ -24,11 +24,13 @@ drawn with `--seed`), each placed at a random point of a 5 s clip of digital sil
 
 `--effects 5` also writes `<out>/effects/`: the environmental-sound regime of ESC-50 subsets on
 real recordings, many classes of a few short clips each: the sound effects that 0 A.D. ships
-(footsteps on grass, gravel, rock, sand and snow; arrows striking wood, metal, stone, dirt; saws,
+(footsteps on grass, sand and snow; arrows striking wood, metal, stone and dirt; saws,
 hoes, felled trees, cattle, swords...), one class per family (the files of one folder that
 differ only in a trailing number), each placed at a random point of a 5 s clip of digital
-silence. A class needs `--per-class` distinct recordings (byte-identical copies are left out):
-7 gives 38 classes, 5 gives 47. `--classes ""` skips the soundtracks.
+silence (a few are loops of 5 s or more, fire and ambiences, which fill their clips as ESC-50's
+rain and crackling fire do). A class needs `--per-class` distinct recordings (a recording whose
+samples appear twice is left out): 7 gives 36 classes, 5 gives 45, 10 gives 26. `--classes ""`
+skips the soundtracks.
 
 `--takes 3` also writes `<out>/takes/`, shaped as the ESC-50 release (`data=esc50
 data.root=<out>/takes`): from each excerpt, one recording, 3 clips of 5 s spread over it, and the
