@@ -373,6 +373,9 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         raise SoundtrackError(f"unknown classes {unknown}; known: {' '.join(SOUNDTRACKS)}")
     if takes is not None:
         check_takes(takes, per_class, seconds)
+    for option, clip_seconds in (("--voices", voices), ("--effects", effects)):
+        if clip_seconds is not None and not clip_seconds > 0:
+            raise SoundtrackError(f"{option} {clip_seconds:g}: the clips' length in seconds, above 0")
     packages, excerpts = [], []
     for label in classes:
         package, music = SOUNDTRACKS[label]

@@ -289,8 +289,10 @@ def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_c
     (["--takes", "0"], "--takes 0: allowed 1 to 26"),
     (["--takes", "7"], "7 takes of 5 s need excerpts of at least 35 s (--seconds 30)"),
     (["--takes", "3", "--per-class", "4"], "--per-class 4 leaves folds without a recording of a class; at least 5"),
+    (["--effects", "0"], "--effects 0: the clips' length in seconds, above 0"),
+    (["--voices", "-1"], "--voices -1: the clips' length in seconds, above 0"),
 ])
-def test_takes_that_cannot_make_a_release_are_one_line_before_any_download(tmp_path, monkeypatch, capsys, args, message):
+def test_settings_that_cannot_make_a_set_are_one_line_before_any_download(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get: a download would fail with another message
     assert soundtracks.main([str(tmp_path / "set"), *args]) == 2
     err = capsys.readouterr().err.strip()
