@@ -356,7 +356,8 @@ def write_effects(package_root: Path, out: Path, count: int, seconds: float, see
         if len(families) < 2:
             raise SoundtrackError(f"--effects: {len(families)} families of at least {count} distinct recordings "
                                   f"in {package}; a task needs 2 (lower --per-class)")
-        for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in families) if out.exists() else []:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in families):
             shutil.rmtree(stale)
         return write_padded(families, lambda member: read_audio(io.BytesIO(archive.read(str(member)))),
                             out, count, seconds, seed)
@@ -397,7 +398,7 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         packages.append(package)
         print(f"voice clips: {out / 'voices'} (data=folder data.root={out / 'voices'} data.clip_seconds={voices:g})")
     if effects is not None:
-        package = EFFECTS[0]
+        package, _, _ = EFFECTS
         written = write_effects(unpack(package, out), out / "effects", per_class, effects, seed)
         clips += written
         packages.append(package)
