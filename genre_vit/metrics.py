@@ -1,6 +1,8 @@
 """Track-level metrics: a track's prediction is the mean of its segments' logits."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
@@ -31,11 +33,20 @@ def vote_by_track(logits: torch.Tensor, labels: torch.Tensor,
     return sums / counts, track_labels(labels, tracks)
 
 
+class Votes(NamedTuple):
+    """The K tracks of an evaluation, in sorted track order: (K, C) mean logits, (K,) labels,
+    (K, 4F) statistics (None when not collected) and (K,) track indices."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    statistics: torch.Tensor | None
+    tracks: torch.Tensor
+
+
 class TrackVotes(Metric):
     """Collects segment logits (and, with `statistics`, each segment's moments, see
-    genre_vit.statistics); `compute` returns ((K, C) mean logits, (K,) labels, (K, 4F) track
-    statistics or None) of the K tracks, in sorted track order (the labels 0-d when K = 1:
-    torchmetrics squeezes one-element results of `compute`).
+    genre_vit.statistics); `compute` returns the tracks' Votes (labels and track indices 0-d
+    when K = 1: torchmetrics squeezes one-element results of `compute`).
 
     Keeps every segment's logits until `compute`, so segments of one track may arrive in any
     batch and (under DDP) on any process.
@@ -58,11 +69,11 @@ class TrackVotes(Metric):
         if self.statistics:
             self.moments.append(segment_moments(segments))
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def compute(self) -> Votes:
         tracks = dim_zero_cat(self.tracks)
         track_logits, labels = vote_by_track(dim_zero_cat(self.logits), dim_zero_cat(self.labels), tracks)
         statistics = pooled_statistics(dim_zero_cat(self.moments), tracks)[1] if self.statistics else None
-        return track_logits, labels, statistics
+        return Votes(track_logits, labels, statistics, torch.unique(tracks))
 
 
 def track_scores(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:

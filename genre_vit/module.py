@@ -16,6 +16,7 @@ from genre_vit.models import normalized
 from genre_vit.optim import param_groups
 from genre_vit.recipe import CHECKPOINT_KEY
 from genre_vit.reference import StatisticsReference, fused_scores
+from genre_vit.runs import TrackScores
 
 # Augmentation draws of step s use seed * AUGMENT_SEED_STRIDE + s: distinct for every (seed, step).
 AUGMENT_SEED_STRIDE = 1_000_003
@@ -67,6 +68,7 @@ class GenreClassifier(L.LightningModule):
         self.spec_augment = SpecAugment(augment["freq_mask"], augment["time_mask"], augment["num_masks"],
                                         augment.get("mask_fill", "mean"))   # checkpoints before mask_fill: the mean
         self.last_val_confusion: torch.Tensor | None = None  # (true, predicted) track counts, for pictures
+        self.last_val_scores: TrackScores | None = None  # each track's scores, for track_scores.csv
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -121,25 +123,29 @@ class GenreClassifier(L.LightningModule):
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
 
-    def _log_track_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """Track-level accuracy (the number that matters) and macro-F1 of the epoch."""
+    def _log_track_metrics(self, stage: str) -> tuple[dict[str, torch.Tensor], TrackScores]:
+        """Track-level accuracy (the number that matters) and macro-F1 of the epoch; the tracks' scores."""
         votes = getattr(self, f"{stage}_tracks")
-        network_logits, labels, statistics = votes.compute()
+        network_logits, labels, statistics, tracks = votes.compute()
         votes.reset()
         num_classes = len(self.hparams.class_names)
-        scores = track_scores(fused_scores(network_logits, self.reference, statistics).argmax(-1), labels, num_classes)
-        if self.reference is not None:
-            for part, part_scores in (("network", network_logits), ("reference", self.reference(statistics))):
+        fused = fused_scores(network_logits, self.reference, statistics)
+        scores = track_scores(fused.argmax(-1), labels, num_classes)
+        reference = None if self.reference is None else self.reference.log_probabilities(statistics)
+        if reference is not None:
+            for part, part_scores in (("network", network_logits), ("reference", reference)):
                 self.log(f"{stage}/track_acc_{part}", track_scores(part_scores.argmax(-1), labels, num_classes)["acc"])
         self.log(f"{stage}/track_acc", scores["acc"], prog_bar=True)
         self.log(f"{stage}/f1", scores["f1"])
-        return scores
+        return scores, TrackScores(tracks.reshape(-1).cpu(), labels.reshape(-1).cpu(), fused.argmax(-1).cpu(),
+                                   network_logits.float().log_softmax(-1).cpu(),
+                                   None if reference is None else reference.cpu())
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._evaluation_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        scores = self._log_track_metrics("val")
+        scores, self.last_val_scores = self._log_track_metrics("val")
         self.last_val_confusion = scores["confusion"]
         if not self.trainer.sanity_checking:
             self.val_track_acc_best(scores["acc"])

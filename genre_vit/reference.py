@@ -50,8 +50,12 @@ class StatisticsReference(nn.Module):
         """(K, 4F) -> (K, classes) logistic-regression logits, before the sharpness."""
         return ((statistics.to(self.weight) - self.mean) / self.scale) @ self.weight.T + self.bias
 
+    def log_probabilities(self, statistics: torch.Tensor) -> torch.Tensor:
+        """(K, 4F) -> (K, classes) the calibrated log-probabilities: the vote before `strength`."""
+        return (self.sharpness * self.logits(statistics)).log_softmax(dim=-1)
+
     def forward(self, statistics: torch.Tensor) -> torch.Tensor:
-        return self.strength * (self.sharpness * self.logits(statistics)).log_softmax(dim=-1)
+        return self.strength * self.log_probabilities(statistics)
 
     def _regression(self):
         from sklearn.linear_model import LogisticRegression

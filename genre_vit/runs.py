@@ -1,16 +1,25 @@
 """The run record, `metrics.json`: written here (completed, failed or interrupted) and read here
-only; the names of the logged metrics; the process memory each record notes; the exception that
-ends an interrupted run."""
+only; so is `track_scores.csv`, each validation track's scores; the names of the logged metrics;
+the process memory each record notes; the exception that ends an interrupted run."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
 
 from genre_vit.files import atomic_write
 
+if TYPE_CHECKING:
+    import torch  # summarize reads track_scores.csv without importing torch
+
 RECORD_FILE = "metrics.json"
+TRACK_SCORES_FILE = "track_scores.csv"  # the last validation's scores of every validation track
 CROSS_VALIDATION_FILE = "cross_validation.json"  # fold=all: mean and std over the folds' runs
 STATUSES = ("completed", "failed", "interrupted")
 
@@ -24,6 +33,47 @@ LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_a
 EPOCH_METRICS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1",
                  *REFERENCE_METRICS)  # history.csv
 SUMMARY_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")  # summary.csv, best checkpoint's
+
+
+class TrackScores(NamedTuple):
+    """The K validation tracks of one evaluation: (K,) track indices, (K,) true and (K,) predicted
+    classes (the run's track score), (K, C) the network's log-probabilities and the reference's
+    calibrated log-probabilities before its `strength` (None without a reference)."""
+
+    tracks: torch.Tensor
+    labels: torch.Tensor
+    predicted: torch.Tensor
+    network: torch.Tensor
+    reference: torch.Tensor | None
+
+
+def write_track_scores(run_dir: str | Path, scores: TrackScores, paths: Sequence[str], classes: Sequence[str]) -> Path:
+    """Write `<run_dir>/track_scores.csv`: a row per track (`paths[track]`), its class, the
+    predicted class, then `network/<class>` and (with a reference) `reference/<class>`
+    log-probabilities, from which any fusion strength can be scored again (read_track_scores)."""
+    parts = [("network", scores.network)] + ([("reference", scores.reference)] if scores.reference is not None else [])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "class", "predicted"] + [f"{part}/{name}" for part, _ in parts for name in classes])
+    for k, track in enumerate(scores.tracks.tolist()):
+        writer.writerow([paths[track], classes[scores.labels[k]], classes[scores.predicted[k]]]
+                        + [f"{v:.9g}" for _, values in parts for v in values[k].tolist()])
+    return atomic_write(Path(run_dir) / TRACK_SCORES_FILE, lambda f: f.write(text.getvalue().encode()))
+
+
+def read_track_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(K,) true classes, (K, C) network and (K, C) reference log-probabilities (None without a
+    reference) of a run's track_scores.csv; None if it wrote none."""
+    path = Path(run_dir) / TRACK_SCORES_FILE
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    classes = [column.split("/", 1)[1] for column in header if column.startswith("network/")]
+    values = np.array([[float(v) for v in row[3:]] for row in rows]).reshape(len(rows), -1)
+    labels = np.array([classes.index(row[1]) for row in rows], dtype=np.int64)
+    network, reference = values[:, :len(classes)], values[:, len(classes):]
+    return labels, network, reference if reference.shape[1] else None
 
 
 class Interrupted(Exception):

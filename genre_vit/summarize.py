@@ -1,6 +1,7 @@
 """Summarise run directories: summary.csv (a row per job), summary.md (a row per setting, mean ±
 std over folds of the last epoch's track accuracy, best first; several seeds of a setting share
-its row) and the original report's pictures as PNG.
+its row; for runs with the classical reference, their accuracy again at other fusion strengths)
+and the original report's pictures as PNG.
 
     python -m genre_vit.summarize outputs/multiruns/2026-11-23_10-00-00
 """
@@ -19,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from genre_vit.runs import RECORD_FILE, REFERENCE_METRICS, SUMMARY_METRICS, read_record  # noqa: E402
+from genre_vit.runs import RECORD_FILE, REFERENCE_METRICS, SUMMARY_METRICS, read_record, read_track_scores  # noqa: E402
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
@@ -27,6 +28,24 @@ LAST_METRICS = ("val/track_acc", *REFERENCE_METRICS, "val/acc", "train/acc")  # 
 # summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
 ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc",
                "network": "last/val/track_acc_network", "reference": "last/val/track_acc_reference"}
+FUSION_STRENGTHS = (0.25, 0.5, 1.0, 2.0)  # reference.strength values each run is scored again at
+
+
+def strength_key(strength: float) -> str:
+    return f"last/val/track_acc_strength_{strength:g}"
+
+
+STRENGTH_COLUMNS = {f"strength {s:g}": strength_key(s) for s in FUSION_STRENGTHS}
+
+
+def strength_accuracies(run_dir: Path) -> dict[str, float]:
+    """The final weights' track accuracy with the reference's vote at each of FUSION_STRENGTHS,
+    from the run's track_scores.csv; {} for a run without one or without a reference."""
+    scores = read_track_scores(run_dir)
+    if scores is None or scores[2] is None:
+        return {}
+    labels, network, reference = scores
+    return {strength_key(s): float(((network + s * reference).argmax(1) == labels).mean()) for s in FUSION_STRENGTHS}
 
 
 def job_overrides(run_dir: Path, root: Path) -> list[str]:
@@ -73,6 +92,7 @@ def collect_jobs(root: Path) -> list[dict]:
             job.update({m: metrics.get("best", {}).get(m) for m in SUMMARY_METRICS})
             job.update({f"last/{m}": metrics.get("final", {}).get(m) for m in LAST_METRICS})
             job.update({f"test/{k.split('/', 1)[1]}": v for k, v in metrics.get("test", {}).items() if k.startswith("test/")})
+            job.update(strength_accuracies(run_dir))
         else:
             job.update(status="failed", error="no metrics.json: the job stopped before it finished")
         jobs.append(job)
@@ -118,7 +138,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
     for setting, members in _by(jobs, "setting").items():
         done = [j for j in members if j["status"] == "completed" and j.get("last/val/track_acc") is not None]
         seeds = _by(done, "seed")
-        per_fold = {column: fold_means(done, metric) for column, metric in ROW_COLUMNS.items()}
+        per_fold = {column: fold_means(done, metric) for column, metric in {**ROW_COLUMNS, **STRENGTH_COLUMNS}.items()}
         row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done), "per_fold": per_fold["last"],
                "per_seed": {seed: statistics.fmean(fold_means(runs, ROW_COLUMNS["last"])) for seed, runs in seeds.items()}
                if len(seeds) > 1 else {},
@@ -129,7 +149,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
 
 def write_csv(jobs: list[dict], path: Path) -> None:
     columns = ["dir", "setting", "overrides", "status", "fold", "seed", *SUMMARY_METRICS, *(f"last/{m}" for m in LAST_METRICS),
-               "best_epoch", "epochs", "steps", "wall_time_s"]
+               *STRENGTH_COLUMNS.values(), "best_epoch", "epochs", "steps", "wall_time_s"]
     columns += sorted({k for j in jobs for k in j if k.startswith("test/")}) + ["error"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -159,6 +179,16 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
               "its folds; *train acc*: the last epoch's accuracy on the training batches; *network alone*, "
               "*reference alone*: the same runs' track accuracy of the network without the classical reference and "
               "of the reference alone (the default's track acc fuses the two; `-`: the runs have no reference)."]
+    rescored = [row for row in rows if any(not math.isnan(row[c][0]) for c in STRENGTH_COLUMNS)]
+    if rescored:
+        lines += ["", "Fusion strength: each run's final weights scored again with the reference's vote at "
+                  "`reference.strength` = s (from its track_scores.csv; the runs' own strength is one of these "
+                  "columns). 0 would be the network alone, a large s the reference alone.", "",
+                 "| setting | network alone | " + " | ".join(f"s = {s:g}" for s in FUSION_STRENGTHS) + " | reference alone |",
+                 "|---|---|" + "---|" * len(FUSION_STRENGTHS) + "---|"]
+        lines += [f"| `{row['setting']}` | {_percent(row['network'])} | "
+                  + " | ".join(_percent(row[c]) for c in STRENGTH_COLUMNS) + f" | {_percent(row['reference'])} |"
+                  for row in rescored]
     failed = [j for j in jobs if j["status"] != "completed"]
     if failed:
         lines += ["", "Jobs that did not complete:", ""]

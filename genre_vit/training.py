@@ -28,7 +28,7 @@ from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
 from genre_vit.recipe import Recipe
-from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record
+from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record, write_track_scores
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         if stop and stop.stopping:
             raise StopRequested("stopped at the end of an epoch")
         final = _scalars(trainer.callback_metrics)
+        if is_main_process and model.last_val_scores is not None:  # the final weights', as `final`
+            write_track_scores(cfg.paths.output_dir, model.last_val_scores, datamodule.track_list.paths, datamodule.classes)
         best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
     # StopRequested: GracefulStop; SystemExit: Lightning after a second Ctrl-C, or SIGTERM in the final scoring
     except (StopRequested, SystemExit, KeyboardInterrupt):

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
+from genre_vit.runs import TrackScores, write_track_scores
 from genre_vit.summarize import setting_of, summarize
 from tests.conftest import TINY, CodeRunningPayload, compose_config, run_entry_point, run_module, train_in_process
 
@@ -129,6 +131,32 @@ def test_the_summary_shows_the_network_alone_and_the_reference_alone_beside_thei
     network, reference = header.index("network alone, last"), header.index("reference alone, last")
     assert (rows["`reference=logreg`"][network], rows["`reference=logreg`"][reference]) == ("40.0 ± 0.0", "70.0 ± 14.1")
     assert (rows["`reference=none`"][network], rows["`reference=none`"][reference]) == ("-", "-")
+
+
+def test_the_summary_scores_each_run_again_at_other_fusion_strengths(tmp_path):
+    # tracks of classes a and b; the network is sure both are a (b - a = log 1/9 = -2.2), the reference
+    # leans to the true classes (track b: b - a = log 4 = 1.4), so b wins from a strength of 2.2 / 1.4 = 1.6
+    fused, network_only = tmp_path / "fused", tmp_path / "network_only"
+    network, reference = np.log([[0.9, 0.1], [0.9, 0.1]]), np.log([[0.6, 0.4], [0.2, 0.8]])
+    for fold in (0, 1):
+        write_job(fused, str(fold), [f"fold={fold}"], last=0.5, best=0.5, network=0.5, reference=1.0)
+        scores = TrackScores(torch.tensor([3, 7]), torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor(network),
+                             torch.tensor(reference))
+        write_track_scores(fused / str(fold), scores, paths=[f"t{i}.wav" for i in range(8)], classes=["a", "b"])
+    write_job(network_only, "0", ["fold=0"], last=0.5, best=0.5)  # reference=none: the network's columns only
+    write_track_scores(network_only / "0", scores._replace(reference=None), paths=[f"t{i}.wav" for i in range(8)],
+                       classes=["a", "b"])
+    summarize(fused)
+    summarize(network_only)
+    table = (fused / "summary.md").read_text().split("Fusion strength")[1].splitlines()
+    assert table[2:5] == ["| setting | network alone | s = 0.25 | s = 0.5 | s = 1 | s = 2 | reference alone |",
+                          "|---|---|---|---|---|---|---|",
+                          "| `(common settings)` | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | 100.0 ± 0.0 | 100.0 ± 0.0 |"]
+    with open(fused / "summary.csv") as f:
+        assert [r["last/val/track_acc_strength_2"] for r in csv.DictReader(f)] == ["1.0", "1.0"]
+    assert (network_only / "0" / "track_scores.csv").read_text().splitlines()[:2] == [
+        "path,class,predicted,network/a,network/b", "t3.wav,a,a,-0.105360516,-2.30258509"]
+    assert "Fusion strength" not in (network_only / "summary.md").read_text()
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):

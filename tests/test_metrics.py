@@ -9,7 +9,7 @@ def votes(logits: list[list[float]], labels: list[int], tracks: list[int]) -> tu
     """(predicted, true) label of each track."""
     metric = TrackVotes()
     metric.update(torch.tensor(logits), torch.tensor(labels), torch.tensor(tracks))
-    track_logits, true, statistics = metric.compute()
+    track_logits, true, statistics, _ = metric.compute()
     assert statistics is None  # collected only when asked for
     return track_logits.argmax(-1), true
 

@@ -95,7 +95,7 @@ def test_statistics_collected_batch_by_batch_are_those_of_whole_tracks():
     votes = TrackVotes(statistics=True)
     for batch in torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(0)).split(5):
         votes.update(torch.randn(len(batch), 3), split.labels[batch], split.tracks[batch], split.segments[batch].float())
-    _, labels, statistics = votes.compute()
+    _, labels, statistics, _ = votes.compute()
     assert torch.allclose(statistics, statistics_of(split), atol=1e-4)
     assert torch.equal(labels, track_labels(split.labels, split.tracks))
 

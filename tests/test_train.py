@@ -1,8 +1,10 @@
 """The real entry point, end to end on a tiny synthetic set, and its refusals of bad settings."""
+import csv
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -12,6 +14,7 @@ from genre_vit.callbacks.figures import confusion_figure, examples_figure
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
+from genre_vit.runs import read_track_scores
 from genre_vit.summarize import epoch_curve, read_history
 from genre_vit.training import experiment_settings, initialize_from, train
 from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
@@ -174,6 +177,23 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
     assert lines[0] == ("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,"
                         "val/track_acc_network,val/track_acc_reference,lr")
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
+def test_track_scores_csv_holds_every_validation_track_as_the_final_metrics_scored_it(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    config = OmegaConf.load(tiny_run / "config.yaml")
+    with open(tiny_run / "track_scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = [name.split("/", 1)[1] for name in rows[0] if name.startswith("network/")]
+    assert len(rows) == metrics["val_tracks"] and len(classes) == 10 and len({r["path"] for r in rows}) == len(rows)
+    assert [name for name in rows[0] if name.startswith("reference/")] == [f"reference/{c}" for c in classes]
+    labels, network, reference = read_track_scores(tiny_run)
+    fused = network + config.reference.strength * reference
+    for scores, metric in ((fused, "val/track_acc"), (network, "val/track_acc_network"),
+                           (reference, "val/track_acc_reference")):
+        assert (scores.argmax(1) == labels).mean() == pytest.approx(metrics["final"][metric])
+    assert [r["predicted"] for r in rows] == [classes[k] for k in fused.argmax(1)]
+    assert np.allclose(np.exp(network).sum(1), 1, atol=1e-4)  # log-probabilities
 
 
 def test_validation_every_few_epochs_still_scores_the_last_epoch_and_leaves_the_others_empty(tmp_path, shared_cache):
