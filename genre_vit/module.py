@@ -145,9 +145,10 @@ class GenreClassifier(L.LightningModule):
         self._evaluation_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        scores, self.last_val_scores = self._log_track_metrics("val")
+        scores, tracks = self._log_track_metrics("val")
         self.last_val_confusion = scores["confusion"]
         if not self.trainer.sanity_checking:
+            self.last_val_scores = tracks
             self.val_track_acc_best(scores["acc"])
             self.log("val/track_acc_best", self.val_track_acc_best.compute(), prog_bar=True)
 

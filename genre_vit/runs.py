@@ -67,7 +67,7 @@ def read_track_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.n
     path = Path(run_dir) / TRACK_SCORES_FILE
     if not path.exists():
         return None
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         header, *rows = list(csv.reader(f))
     classes = [column.split("/", 1)[1] for column in header if column.startswith("network/")]
     values = np.array([[float(v) for v in row[3:]] for row in rows]).reshape(len(rows), -1)

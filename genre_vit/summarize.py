@@ -140,6 +140,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
         seeds = _by(done, "seed")
         per_fold = {column: fold_means(done, metric) for column, metric in {**ROW_COLUMNS, **STRENGTH_COLUMNS}.items()}
         row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done), "per_fold": per_fold["last"],
+               "rescored": sum(strength_key(FUSION_STRENGTHS[0]) in j for j in done),
                "per_seed": {seed: statistics.fmean(fold_means(runs, ROW_COLUMNS["last"])) for seed, runs in seeds.items()}
                if len(seeds) > 1 else {},
                **{column: _mean_std(values) if values else (math.nan, math.nan) for column, values in per_fold.items()}}
@@ -179,14 +180,16 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
               "its folds; *train acc*: the last epoch's accuracy on the training batches; *network alone*, "
               "*reference alone*: the same runs' track accuracy of the network without the classical reference and "
               "of the reference alone (the default's track acc fuses the two; `-`: the runs have no reference)."]
-    rescored = [row for row in rows if any(not math.isnan(row[c][0]) for c in STRENGTH_COLUMNS)]
+    rescored = [row for row in rows if row["rescored"]]
     if rescored:
         lines += ["", "Fusion strength: each run's final weights scored again with the reference's vote at "
-                  "`reference.strength` = s (from its track_scores.csv; the runs' own strength is one of these "
-                  "columns). 0 would be the network alone, a large s the reference alone.", "",
-                 "| setting | network alone | " + " | ".join(f"s = {s:g}" for s in FUSION_STRENGTHS) + " | reference alone |",
-                 "|---|---|" + "---|" * len(FUSION_STRENGTHS) + "---|"]
-        lines += [f"| `{row['setting']}` | {_percent(row['network'])} | "
+                  "`reference.strength` = s, from its track_scores.csv (the default strength is 0.5; 0 would be "
+                  "the network alone, a large s the reference alone). *rescored*: the runs with that file, "
+                  "which the s columns average (runs older than the file have none).", "",
+                 "| setting | rescored | network alone | " + " | ".join(f"s = {s:g}" for s in FUSION_STRENGTHS)
+                 + " | reference alone |",
+                 "|---|---:|---|" + "---|" * len(FUSION_STRENGTHS) + "---|"]
+        lines += [f"| `{row['setting']}` | {row['rescored']} of {row['runs']} | {_percent(row['network'])} | "
                   + " | ".join(_percent(row[c]) for c in STRENGTH_COLUMNS) + f" | {_percent(row['reference'])} |"
                   for row in rescored]
     failed = [j for j in jobs if j["status"] != "completed"]
