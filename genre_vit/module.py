@@ -15,7 +15,7 @@ from genre_vit.metrics import TrackVotes, track_scores
 from genre_vit.models import normalized
 from genre_vit.optim import param_groups
 from genre_vit.recipe import CHECKPOINT_KEY
-from genre_vit.reference import StatisticsReference, fused_scores
+from genre_vit.reference import StatisticsReference, scored_tracks
 from genre_vit.runs import TrackScores
 
 # Augmentation draws of step s use seed * AUGMENT_SEED_STRIDE + s: distinct for every (seed, step).
@@ -126,20 +126,16 @@ class GenreClassifier(L.LightningModule):
     def _log_track_metrics(self, stage: str) -> tuple[dict[str, torch.Tensor], TrackScores]:
         """Track-level accuracy (the number that matters) and macro-F1 of the epoch; the tracks' scores."""
         votes = getattr(self, f"{stage}_tracks")
-        network_logits, labels, statistics, tracks = votes.compute()
+        tracks = scored_tracks(votes.compute(), self.reference)
         votes.reset()
         num_classes = len(self.hparams.class_names)
-        fused = fused_scores(network_logits, self.reference, statistics)
-        scores = track_scores(fused.argmax(-1), labels, num_classes)
-        reference = None if self.reference is None else self.reference.log_probabilities(statistics)
-        if reference is not None:
-            for part, part_scores in (("network", network_logits), ("reference", reference)):
-                self.log(f"{stage}/track_acc_{part}", track_scores(part_scores.argmax(-1), labels, num_classes)["acc"])
+        scores = track_scores(tracks.predicted, tracks.labels, num_classes)
+        if tracks.reference is not None:
+            for part, part_scores in (("network", tracks.network), ("reference", tracks.reference)):
+                self.log(f"{stage}/track_acc_{part}", track_scores(part_scores.argmax(-1), tracks.labels, num_classes)["acc"])
         self.log(f"{stage}/track_acc", scores["acc"], prog_bar=True)
         self.log(f"{stage}/f1", scores["f1"])
-        return scores, TrackScores(tracks.reshape(-1).cpu(), labels.reshape(-1).cpu(), fused.argmax(-1).cpu(),
-                                   network_logits.float().log_softmax(-1).cpu(),
-                                   None if reference is None else reference.cpu())
+        return scores, tracks
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._evaluation_step("val", batch)

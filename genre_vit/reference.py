@@ -14,12 +14,17 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from genre_vit.runs import TrackScores
 from genre_vit.statistics import track_statistics
+
+if TYPE_CHECKING:
+    from genre_vit.metrics import Votes  # torchmetrics: not for predict, which imports this module
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +143,12 @@ def fused_scores(network_logits: torch.Tensor, reference: StatisticsReference | 
     reference's vote when there is one."""
     scores = network_logits.float().log_softmax(dim=-1)
     return scores if reference is None else scores + reference(statistics).to(scores)
+
+
+def scored_tracks(votes: Votes, reference: StatisticsReference | None) -> TrackScores:
+    """An evaluation's tracks (genre_vit.metrics.Votes) as TrackScores: the prediction of
+    `fused_scores`, the network's log-probabilities and the reference's before its strength."""
+    fused = fused_scores(votes.logits, reference, votes.statistics)
+    parts = None if reference is None else reference.log_probabilities(votes.statistics).cpu()
+    return TrackScores(votes.tracks.reshape(-1).cpu(), votes.labels.reshape(-1).cpu(), fused.argmax(-1).cpu(),
+                       votes.logits.float().log_softmax(-1).cpu(), parts)

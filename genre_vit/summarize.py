@@ -4,11 +4,13 @@ its row; for runs with the classical reference, their accuracy again at other fu
 and the original report's pictures as PNG.
 
     python -m genre_vit.summarize outputs/multiruns/2026-11-23_10-00-00
+    python -m genre_vit.summarize outputs/multiruns/2026-11-23_10-00-00 --rescore   # runs before track_scores.csv
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -265,7 +267,15 @@ def summarize(root: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", help="a multirun directory, or any directory holding run directories")
+    parser.add_argument("--rescore", action="store_true",
+                        help="first write track_scores.csv for finished runs that have none (runs made before runs "
+                             "wrote it), from each run's last checkpoint and its data, for the fusion strength table")
     args = parser.parse_args(argv)
+    if args.rescore:
+        from genre_vit.rescore import rescore  # torch, the data and the checkpoints: only when asked
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        for path in rescore(Path(args.dir)):
+            print(path)
     for path in summarize(args.dir):
         print(path)
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from genre_vit.runs import TrackScores, write_track_scores
+from genre_vit.summarize import main as summarize_main
 from genre_vit.summarize import setting_of, summarize
 from tests.conftest import TINY, CodeRunningPayload, compose_config, run_entry_point, run_module, train_in_process
 
@@ -161,6 +162,23 @@ def test_the_summary_scores_each_run_again_at_other_fusion_strengths(tmp_path):
     assert (network_only / "0" / "track_scores.csv").read_text().splitlines()[:2] == [
         "path,class,predicted,network/a,network/b", "t3.wav,a,a,-0.105360516,-2.30258509"]
     assert "Fusion strength" not in (network_only / "summary.md").read_text()
+
+
+def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_written(tiny_run, tmp_path, caplog):
+    old, broken = tmp_path / "sweep" / "0_fold=1", tmp_path / "sweep" / "1_fold=1"
+    for run in (old, broken):
+        shutil.copytree(tiny_run, run)
+        (run / "track_scores.csv").unlink()
+    (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    summarize_main([str(tmp_path / "sweep"), "--rescore"])
+    with open(tiny_run / "track_scores.csv") as f, open(old / "track_scores.csv") as g:
+        logged, rescored = list(csv.reader(f)), list(csv.reader(g))
+    assert [row[:3] for row in rescored] == [row[:3] for row in logged]  # tracks, classes, predictions
+    assert np.allclose(np.array([row[3:] for row in rescored[1:]], float), np.array([row[3:] for row in logged[1:]], float),
+                       atol=1e-5)
+    assert not (broken / "track_scores.csv").exists()  # one line names it; the other run and the summary go on
+    assert any(f"Cannot score {broken} again: CheckpointError" in r.getMessage() for r in caplog.records)
+    assert "| 1 of 2 |" in (tmp_path / "sweep" / "summary.md").read_text()
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
