@@ -165,20 +165,29 @@ def test_the_summary_scores_each_run_again_at_other_fusion_strengths(tmp_path):
 
 
 def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_written(tiny_run, tmp_path, caplog):
-    old, broken = tmp_path / "sweep" / "0_fold=1", tmp_path / "sweep" / "1_fold=1"
-    for run in (old, broken):
+    sweep = tmp_path / "sweep"
+    old, broken, changed = (sweep / f"{job}_fold=1" for job in range(3))
+    for run in (old, broken, changed):
         shutil.copytree(tiny_run, run)
         (run / "track_scores.csv").unlink()
     (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
-    summarize_main([str(tmp_path / "sweep"), "--rescore"])
+    record = json.loads((changed / "metrics.json").read_text())
+    logged = round(record["final"]["val/track_acc_network"] * 6)
+    record["final"]["val/track_acc_network"] = (logged + 1) % 7 / 6  # as if the data had changed since
+    (changed / "metrics.json").write_text(json.dumps(record))
+    summarize_main([str(sweep), "--rescore"])
     with open(tiny_run / "track_scores.csv") as f, open(old / "track_scores.csv") as g:
-        logged, rescored = list(csv.reader(f)), list(csv.reader(g))
-    assert [row[:3] for row in rescored] == [row[:3] for row in logged]  # tracks, classes, predictions
-    assert np.allclose(np.array([row[3:] for row in rescored[1:]], float), np.array([row[3:] for row in logged[1:]], float),
+        written, rescored = list(csv.reader(f)), list(csv.reader(g))
+    assert [row[:3] for row in rescored] == [row[:3] for row in written]  # tracks, classes, predictions
+    assert np.allclose(np.array([row[3:] for row in rescored[1:]], float), np.array([row[3:] for row in written[1:]], float),
                        atol=1e-5)
-    assert not (broken / "track_scores.csv").exists()  # one line names it; the other run and the summary go on
-    assert any(f"Cannot score {broken} again: CheckpointError" in r.getMessage() for r in caplog.records)
-    assert "| 1 of 2 |" in (tmp_path / "sweep" / "summary.md").read_text()
+    # no file where it cannot be, or does not reproduce the record; one line names the run; the others go on
+    assert not (broken / "track_scores.csv").exists() and not (changed / "track_scores.csv").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Cannot score")]
+    assert any(w.startswith(f"Cannot score {broken} again: CheckpointError") for w in warnings)
+    assert f"Cannot score {changed} again: RescoreError: val/track_acc_network: {logged} of 6 tracks right where the " \
+           f"run logged {(logged + 1) % 7}" in "\n".join(warnings)
+    assert "| 1 of 3 |" in (sweep / "summary.md").read_text()
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
