@@ -17,7 +17,15 @@ from genre_vit.config import validate_shapes
 from genre_vit.inference import Predictor
 from genre_vit.metrics import TrackVotes
 from genre_vit.reference import scored_tracks
-from genre_vit.runs import RECORD_FILE, TRACK_SCORES_FILE, TrackScores, read_record, write_track_scores
+from genre_vit.runs import (
+    RECORD_FILE,
+    TRACK_SCORES_FILE,
+    TrackScores,
+    failure_fields,
+    hydra_record,
+    read_record,
+    write_track_scores,
+)
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -47,12 +55,9 @@ def training_directory(run_dir: Path) -> Path:
     """The working directory the run trained in (Hydra's `hydra.runtime.cwd`, in the run's
     `.hydra` or its job's, for `fold=all`), where its relative paths (the cache, the synthetic
     set) resolve; the current one when Hydra recorded none."""
-    for folder in (run_dir, *run_dir.parents):
-        path = folder / ".hydra" / "hydra.yaml"
-        if path.exists():
-            cwd = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
-            return Path(cwd) if cwd and Path(cwd).is_dir() else Path.cwd()
-    return Path.cwd()
+    path = hydra_record(run_dir, "hydra.yaml")
+    cwd = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("runtime", {}).get("cwd") if path else None
+    return Path(cwd) if cwd and Path(cwd).is_dir() else Path.cwd()
 
 
 def check_against_record(run_dir: Path, scores: TrackScores) -> None:
@@ -97,8 +102,7 @@ def rescore_run(run_dir: Path) -> Path:
 
 def reason(err: BaseException) -> str:
     """The error's type and first line, and its cause's (Hydra wraps a constructor's error)."""
-    lines = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in (err, err.__cause__) if e]
-    return "; ".join(lines)
+    return "; ".join(failure_fields(e)["error"] for e in (err, err.__cause__) if e)
 
 
 def rescore(root: Path) -> list[Path]:

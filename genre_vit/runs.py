@@ -76,6 +76,17 @@ def read_track_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.n
     return labels, network, reference if reference.shape[1] else None
 
 
+def hydra_record(run_dir: Path, name: str, root: Path | None = None) -> Path | None:
+    """`.hydra/<name>` that Hydra wrote for a run, or for the job that holds it (a fold of
+    `fold=all`), looking no higher than `root`; None if there is none."""
+    for folder in (run_dir, *run_dir.parents):
+        if (folder / ".hydra" / name).exists():
+            return folder / ".hydra" / name
+        if folder == root:
+            break
+    return None
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
 

@@ -22,7 +22,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from genre_vit.runs import RECORD_FILE, REFERENCE_METRICS, SUMMARY_METRICS, read_record, read_track_scores  # noqa: E402
+from genre_vit.runs import (  # noqa: E402
+    RECORD_FILE,
+    REFERENCE_METRICS,
+    SUMMARY_METRICS,
+    hydra_record,
+    read_record,
+    read_track_scores,
+)
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
@@ -53,14 +60,9 @@ def strength_accuracies(run_dir: Path) -> dict[str, float]:
 def job_overrides(run_dir: Path, root: Path) -> list[str]:
     """The command-line overrides Hydra recorded for a run (`.hydra/overrides.yaml`), or for the
     job that holds it (a fold of `fold=all`), looking no higher than `root`."""
-    for folder in (run_dir, *run_dir.parents):
-        path = folder / ".hydra" / "overrides.yaml"
-        if path.exists():
-            overrides = yaml.safe_load(path.read_text()) or []
-            return [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_PREFIXES)]
-        if folder == root:
-            break
-    return []
+    path = hydra_record(run_dir, "overrides.yaml", root)
+    overrides = (yaml.safe_load(path.read_text()) or []) if path else []
+    return [o for o in overrides if not o.lstrip("+~").startswith(IGNORED_PREFIXES)]
 
 
 def setting_of(overrides: list[str], common: set[str]) -> str:
