@@ -35,3 +35,15 @@ def test_short_events_preset_is_the_default_recipe_on_short_windows_of_sound():
     assert cfg.model == default.model and cfg.optim == default.optim and cfg.trainer == default.trainer
     # the same pixels per step as the default's 32 windows of 128 frames
     assert cfg.data.batch_size * cfg.features.segment_frames == default.data.batch_size * default.features.segment_frames
+
+
+def test_esc50_trains_on_the_short_events_windows_unless_told_otherwise():
+    esc50 = ("data=esc50", "data.root=/tmp/nowhere")
+    cfg, short_events = compose_config(*esc50), compose_config(*esc50, "experiment=short_events")
+    assert cfg.features == short_events.features and cfg.data == short_events.data
+    assert (cfg.features.segment_frames, cfg.features.sound_within_db, cfg.data.batch_size) == (64, 20, 64)
+    assert compose_config(*esc50, "features=mel").features == compose_config().features
+    assert compose_config(*esc50, "experiment=paper").features == compose_config("experiment=paper").features
+    # the classical baseline reads the same windows as the fused default's reference
+    assert compose_config(*esc50, "experiment=baseline_logreg").features == cfg.features
+    assert compose_config("data=folder", "data.root=/tmp/nowhere").features == compose_config().features
