@@ -40,7 +40,7 @@ def test_short_events_preset_is_the_default_recipe_on_short_windows_of_sound():
 def test_esc50_trains_on_the_short_events_windows_unless_told_otherwise():
     esc50 = ("data=esc50", "data.root=/tmp/nowhere")
     cfg, short_events = compose_config(*esc50), compose_config(*esc50, "experiment=short_events")
-    assert cfg.features == short_events.features and cfg.data == short_events.data
+    assert all(cfg[key] == short_events[key] for key in cfg if key != "hydra")  # the same run, whichever is named
     assert (cfg.features.segment_frames, cfg.features.sound_within_db, cfg.data.batch_size) == (64, 20, 64)
     assert compose_config(*esc50, "features=mel").features == compose_config().features
     assert compose_config(*esc50, "experiment=paper").features == compose_config("experiment=paper").features
