@@ -1,8 +1,10 @@
 """Command lines: paths pasted as they are, and commands printed for pasting back."""
 from __future__ import annotations
 
+import re
 import shlex
 import sys
+from typing import Any
 
 # Overrides whose value is a file or folder. A multirun job's folder is named from its overrides
 # (`0_data=gtzan,fold=0`), which Hydra cannot parse unquoted.
@@ -10,8 +12,24 @@ PATH_KEYS = ("ckpt", "ckpt_path", "init_from", "input", "output", "data.root", "
 
 
 def hydra_quote(value: str) -> str:
-    """`value` as a single-quoted Hydra string (a `'` inside escaped as `\\'`)."""
-    return "'" + value.replace("'", "\\'") + "'"
+    """`value` as a single-quoted Hydra string: a `'` inside escaped as `\\'`, and the backslashes
+    before a quote or the end doubled (Hydra reads 2n of them there as n, others as they are)."""
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + "\\" * bool(m[2]) + m[2], value) + "'"
+
+
+def override_value(value: Any) -> str:
+    """`value` written so that Hydra's override grammar reads it back as the same value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(override_value, value)) + "]"
+    text = str(value)
+    plain = re.fullmatch(r"[A-Za-z_/][\w./:-]*", text) and text.lower() not in ("null", "true", "false", "nan", "inf")
+    return text if plain else hydra_quote(text)
 
 
 def _is_path_key(key: str) -> bool:

@@ -15,12 +15,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from genre_vit.checkpoints import CheckpointError
+from genre_vit.cli import override_value
 from genre_vit.data.audio import Decoding
 from genre_vit.models import normalized
 from genre_vit.reference import StatisticsReference
 
 CHECKPOINT_KEY = "genre_vit_recipe"
 SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
+# Where from_config reads each setting: the config section of each recipe section, and the keys it renames.
+CONFIG_SECTIONS = {"decoding": "data", "split": "data", "features": "features", "model": "model", "reference": "reference"}
+RENAMED_KEYS = {"split.fold": "fold", "batches.seed": "seed", "batches.batch_size": "data.batch_size"}
 
 
 def build_features(settings: Mapping[str, Any]) -> nn.Module:
@@ -110,7 +114,32 @@ class Recipe:
         run) differs from self (a checkpoint's recipe)."""
         old, new = _flatten(self.to_dict()), _flatten(other.to_dict())
         return [f"{key}: checkpoint {old.get(key, '(unset)')!r} != this run {new.get(key, '(unset)')!r}"
-                for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+                for key in _differing(old, new)]
+
+    def restoring_overrides(self, other: Recipe) -> list[str] | None:
+        """The command-line overrides that give `other` (this run) self's settings where they
+        differ, e.g. `features.segment_frames=128`; None if a difference has no one-key fix
+        (other classes, a setting only one side has, another `_target_` class)."""
+        old, new = _flatten(self.to_dict()), _flatten(other.to_dict())
+        overrides = []
+        for key in _differing(old, new):
+            target = config_key(key)
+            if target is None or key not in old or key not in new or key.endswith("_target_"):
+                return None
+            overrides.append(f"{target}={override_value(old[key])}")
+        return overrides
+
+
+def config_key(recipe_key: str) -> str | None:
+    """The config key a flattened recipe key was read from (`split.fold` -> `fold`), or None (`class_names`)."""
+    if recipe_key in RENAMED_KEYS:
+        return RENAMED_KEYS[recipe_key]
+    section, _, rest = recipe_key.partition(".")
+    return f"{CONFIG_SECTIONS[section]}.{rest}" if rest and section in CONFIG_SECTIONS else None
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

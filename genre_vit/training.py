@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import math
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -59,12 +60,21 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
         raise CheckpointError(f"{err}; other checkpoints in {path.parent}: {', '.join(others) or 'none'} "
                               "(ckpt_path=PATH resumes from one)") from None
-    differences = Recipe.from_checkpoint(checkpoint, path).differences(recipe)
-    if differences:
-        fix = ("; set this run's reference to the checkpoint's (reference=none for one written without a reference)"
-               if any(d.startswith("reference") for d in differences) else "")
-        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; {listed(differences)}{fix}")
+    saved = Recipe.from_checkpoint(checkpoint, path)
+    if differences := saved.differences(recipe):
+        raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
+                              f"{listed(differences)}{resume_fix(saved, recipe, differences)}")
     return str(path)
+
+
+def resume_fix(saved: Recipe, recipe: Recipe, differences: list[str]) -> str:
+    """The end of a refused resume's message: the overrides that give this run the checkpoint's
+    settings (e.g. an older default's features), where each difference has one."""
+    if (overrides := saved.restoring_overrides(recipe)) is not None:
+        return "; the checkpoint's settings, as overrides: " + " ".join(map(shlex.quote, overrides))
+    if any(d.startswith("reference") for d in differences):
+        return "; set this run's reference to the checkpoint's (reference=none for one written without a reference)"
+    return ""
 
 
 INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same

@@ -1,4 +1,7 @@
 """Presets compose to what they promise."""
+import dataclasses
+
+from genre_vit.recipe import Recipe
 from tests.conftest import compose_config
 
 
@@ -47,3 +50,14 @@ def test_esc50_trains_on_the_short_events_windows_unless_told_otherwise():
     # the classical baseline reads the same windows as the fused default's reference
     assert compose_config(*esc50, "experiment=baseline_logreg").features == cfg.features
     assert compose_config("data=folder", "data.root=/tmp/nowhere").features == compose_config().features
+
+
+def test_a_refused_resume_names_the_overrides_that_restore_the_checkpoints_settings():
+    esc50 = ("data=esc50", "data.root=/tmp/nowhere")
+    before = Recipe.from_config(compose_config(*esc50, "features=mel", "data.batch_size=32"), ["dog", "rain"])  # 3 s windows
+    now = Recipe.from_config(compose_config(*esc50), ["dog", "rain"])
+    overrides = before.restoring_overrides(now)
+    assert overrides == ["data.batch_size=32", "features.segment_frames=128", "features.segment_step=64",
+                         "features.sound_within_db=null"]
+    assert Recipe.from_config(compose_config(*esc50, *overrides), ["dog", "rain"]) == before
+    assert before.restoring_overrides(dataclasses.replace(now, class_names=["cat", "rain"])) is None  # no key fixes that

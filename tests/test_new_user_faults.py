@@ -23,7 +23,7 @@ from omegaconf import open_dict
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.stop import resume_command
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
-from genre_vit.cli import PATH_KEYS, quote_paths
+from genre_vit.cli import PATH_KEYS, override_value, quote_paths
 from genre_vit.config import ConfigError, validate
 from genre_vit.data.cache import FeatureCache, SpectrogramTable
 from genre_vit.data.sources import DataError, FolderSource
@@ -217,6 +217,14 @@ def test_a_segment_longer_than_the_clip_is_refused_by_the_config_check(tmp_path)
 
 
 # 9-10. Paths work as pasted; predict on a folder without audio is an error.
+
+@pytest.mark.parametrize("value", [None, True, 3, 1e-05, "hann", "in=put, folder/it's", "C:\\dir\\", "null", "1",
+                                   [16, 4], ["a,b", None]])
+def test_a_printed_override_value_reads_back_as_the_same_value(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert OverridesParser.create().parse_override(f"key={override_value(value)}").value() == value
+
 
 def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
     job = tmp_path / "multiruns" / "0_data=synthetic,fold=1" / "checkpoints"

@@ -21,6 +21,7 @@ def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_pat
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and str(checkpoint) in error
     assert "features.n_fft: checkpoint 1024 != this run 512" in error and "split.fold: checkpoint 1 != this run 2" in error
+    assert error.endswith("; the checkpoint's settings, as overrides: features.n_fft=1024 fold=1")
     assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
 
 
