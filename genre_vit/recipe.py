@@ -19,6 +19,7 @@ from genre_vit.cli import override_value
 from genre_vit.data.audio import Decoding
 from genre_vit.models import normalized
 from genre_vit.reference import StatisticsReference
+from genre_vit.runs import flattened
 
 CHECKPOINT_KEY = "genre_vit_recipe"
 SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
@@ -112,7 +113,7 @@ class Recipe:
     def differences(self, other: Recipe) -> list[str]:
         """`key: checkpoint value != this run's value` for every setting where `other` (this
         run) differs from self (a checkpoint's recipe)."""
-        old, new = _flatten(self.to_dict()), _flatten(other.to_dict())
+        old, new = flattened(self.to_dict()), flattened(other.to_dict())
         return [f"{key}: checkpoint {old.get(key, '(unset)')!r} != this run {new.get(key, '(unset)')!r}"
                 for key in _differing(old, new)]
 
@@ -120,7 +121,7 @@ class Recipe:
         """The command-line overrides that give `other` (this run) self's settings where they
         differ, e.g. `features.segment_frames=128`; None if a difference has no one-key fix
         (other classes, a setting only one side has, another `_target_` class)."""
-        old, new = _flatten(self.to_dict()), _flatten(other.to_dict())
+        old, new = flattened(self.to_dict()), flattened(other.to_dict())
         overrides = []
         for key in _differing(old, new):
             target = config_key(key)
@@ -140,9 +141,3 @@ def config_key(recipe_key: str) -> str | None:
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): tree}

@@ -87,6 +87,13 @@ def hydra_record(run_dir: Path, name: str, root: Path | None = None) -> Path | N
     return None
 
 
+def flattened(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as `{"a.b.c": leaf}`."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in flattened(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
 

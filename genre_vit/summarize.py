@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import math
 import statistics
@@ -22,10 +23,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from genre_vit.cli import override_value  # noqa: E402
 from genre_vit.runs import (  # noqa: E402
     RECORD_FILE,
     REFERENCE_METRICS,
     SUMMARY_METRICS,
+    flattened,
     hydra_record,
     read_record,
     read_track_scores,
@@ -33,6 +36,8 @@ from genre_vit.runs import (  # noqa: E402
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
+NOT_SETTING_SECTIONS = ("fold", "seed", "ckpt_path", "paths")  # composed-config keys the jobs of one setting may differ in
+SHOWN_DIFFERENCES = 4  # composed-config keys named in a setting split by its configs
 LAST_METRICS = ("val/track_acc", *REFERENCE_METRICS, "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
 # summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
 ROW_COLUMNS = {"last": "last/val/track_acc", "best_epoch": "val/track_acc", "train_acc": "last/train/acc",
@@ -104,7 +109,37 @@ def collect_jobs(root: Path) -> list[dict]:
     for job in jobs:
         job["setting"] = setting_of(job["overrides"].split(), common)
         job["seed"] = seed_of(job["overrides"].split())
+    split_by_config(jobs, {job["dir"]: composed_settings(root / job["dir"], root) for job in jobs})
     return jobs
+
+
+def composed_settings(run_dir: Path, root: Path) -> dict[str, str]:
+    """The config Hydra composed for a run (`.hydra/config.yaml`, interpolations unresolved),
+    flattened, without the keys that pick a fold, a seed, a checkpoint or paths; {} if none."""
+    path = hydra_record(run_dir, "config.yaml", root)
+    config = (yaml.safe_load(path.read_text()) or {}) if path else {}
+    return {key: json.dumps(value, sort_keys=True) for key, value in flattened(config).items()
+            if key.split(".", 1)[0] not in NOT_SETTING_SECTIONS}
+
+
+def split_by_config(jobs: list[dict], configs: dict[str, dict[str, str]]) -> None:
+    """Give jobs of one setting whose composed configs differ (conf/ edited between two sweeps,
+    another version's defaults) settings of their own, named by the keys that differ:
+    `data=esc50 [features.segment_frames=128]`. Jobs without a saved config stay as they are."""
+    for setting, members in _by(jobs, "setting").items():
+        variants: dict[str, list[dict]] = defaultdict(list)
+        for job in members:
+            if configs[job["dir"]]:
+                variants[json.dumps(configs[job["dir"]], sort_keys=True)].append(job)
+        if len(variants) < 2:
+            continue
+        variant_configs = [configs[group[0]["dir"]] for group in variants.values()]
+        differing = sorted(k for k in set().union(*variant_configs) if len({c.get(k) for c in variant_configs}) > 1)
+        for config, group in zip(variant_configs, variants.values()):
+            named = " ".join(f"{key}={override_value(json.loads(config[key])) if key in config else '(unset)'}"
+                             for key in differing[:SHOWN_DIFFERENCES])
+            for job in group:
+                job["setting"] = f"{setting} [{named}{' ...' if len(differing) > SHOWN_DIFFERENCES else ''}]"
 
 
 def override_key(override: str) -> str:

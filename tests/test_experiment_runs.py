@@ -96,11 +96,14 @@ def test_a_resumed_job_counts_in_its_setting_and_fold():
 
 
 def write_job(root: Path, name: str, overrides: list[str], last: float, best: float, train_acc: float | None = 0.9,
-              **parts: float) -> None:
-    """A finished job's folder as a multirun leaves it: its overrides and its metrics.json; `parts`:
-    the last epoch's `network` and `reference` track accuracies, for a job with the reference."""
+              config: dict | None = None, **parts: float) -> None:
+    """A finished job's folder as a multirun leaves it: its overrides, its composed `config` (if
+    given) and its metrics.json; `parts`: the last epoch's `network` and `reference` track
+    accuracies, for a job with the reference."""
     (root / name / ".hydra").mkdir(parents=True)
     (root / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if config is not None:
+        (root / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     final = {"val/track_acc": last, "val/acc": last, **({"train/acc": train_acc} if train_acc is not None else {}),
              **{f"val/track_acc_{part}": value for part, value in parts.items()}}
     fold = int(next(o for o in overrides if o.startswith("fold=")).split("=")[1])
@@ -118,6 +121,21 @@ def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(
     assert [(r[1], r[3], r[4], r[5], r[7]) for r in rows] == [
         ("`experiment=baseline_logreg`", "60.0 ± 0.0", "60.0 ± 0.0", "60 / 60", "-"),
         ("`model=cnn`", "50.0 ± 0.0", "90.0 ± 0.0", "50 / 50", "90.0 ± 0.0")]
+
+
+def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings(tmp_path):
+    """Two sweeps of `data=esc50` under one folder, before and after its default windows changed."""
+    before = {"fold": 0, "seed": 42, "paths": {"output_root": "a"}, "features": {"segment_frames": 128, "n_mels": 128}}
+    after = {"fold": 1, "seed": 1, "paths": {"output_root": "b"}, "features": {"segment_frames": 64, "n_mels": 128}}
+    for name, config, fold, last in (("old0", before, 0, 0.5), ("old1", before, 1, 0.5),
+                                     ("new0", after, 0, 0.7), ("new1", {**after, "fold": 0}, 1, 0.7)):
+        write_job(tmp_path, name, ["data=esc50", f"fold={fold}"], last=last, best=last, config=config)
+    write_job(tmp_path, "unknown", ["data=esc50", "fold=0"], last=0.6, best=0.6)  # no saved config: as before
+    summarize(tmp_path)
+    rows = [line.split(" | ") for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith(("| 1 ", "| 2 ", "| 3 "))]
+    assert [(r[1], r[2], r[3]) for r in rows] == [("`(common settings) [features.segment_frames=64]`", "2", "70.0 ± 0.0"),
+                                                  ("`(common settings)`", "1", "60.0 ± 0.0"),
+                                                  ("`(common settings) [features.segment_frames=128]`", "2", "50.0 ± 0.0")]
 
 
 def test_the_summary_shows_the_network_alone_and_the_reference_alone_beside_their_sum(tmp_path):
