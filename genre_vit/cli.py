@@ -14,7 +14,7 @@ PATH_KEYS = ("ckpt", "ckpt_path", "init_from", "input", "output", "data.root", "
 def hydra_quote(value: str) -> str:
     """`value` as a single-quoted Hydra string: a `'` inside escaped as `\\'`, and the backslashes
     before a quote or the end doubled (Hydra reads 2n of them there as n, others as they are)."""
-    return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m[1] + "\\" * bool(m[2]) + m[2], value) + "'"
+    return "'" + re.sub(r"(\\*)('|\Z)", lambda m: 2 * m[1] + "\\" * bool(m[2]) + m[2], value) + "'"
 
 
 def override_value(value: Any) -> str:
@@ -27,8 +27,10 @@ def override_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(map(override_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
     text = str(value)
-    plain = re.fullmatch(r"[A-Za-z_/][\w./:-]*", text) and text.lower() not in ("null", "true", "false", "nan", "inf")
+    plain = re.fullmatch(r"[A-Za-z_/][\w./:-]*", text, re.ASCII) and text.lower() not in ("null", "true", "false", "nan", "inf")
     return text if plain else hydra_quote(text)
 
 

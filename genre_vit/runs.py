@@ -87,6 +87,18 @@ def hydra_record(run_dir: Path, name: str, root: Path | None = None) -> Path | N
     return None
 
 
+# Config keys (matched by their last parts) that change where files go or how fast a run goes,
+# not what it computes: the HPARAMS tab and summarize's settings leave them out.
+NOT_RESULT_KEYS = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers",
+                   "compile")
+
+
+def key_ends_with(key: str, names: Sequence[str], separator: str = ".") -> bool:
+    """Whether the config key `key` (its parts joined by `separator`) ends with one of `names`
+    (dotted, whole parts: `data.feature_workers` ends with `feature_workers`, not `workers`)."""
+    return any(f"{separator}{key}".endswith(f"{separator}{name.replace('.', separator)}") for name in names)
+
+
 def flattened(tree: Any, prefix: str = "") -> dict[str, Any]:
     """A nested dict as `{"a.b.c": leaf}`."""
     if isinstance(tree, dict):

@@ -16,6 +16,7 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,18 +26,22 @@ import yaml  # noqa: E402
 
 from genre_vit.cli import override_value  # noqa: E402
 from genre_vit.runs import (  # noqa: E402
+    NOT_RESULT_KEYS,
     RECORD_FILE,
     REFERENCE_METRICS,
     SUMMARY_METRICS,
     flattened,
     hydra_record,
+    key_ends_with,
     read_record,
     read_track_scores,
 )
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
 IGNORED_PREFIXES = ("paths.", "hydra.")
-NOT_SETTING_SECTIONS = ("fold", "seed", "ckpt_path", "paths")  # composed-config keys the jobs of one setting may differ in
+# composed-config sections that one setting's jobs may differ in: what picks a fold, a repeat or a
+# checkpoint, where files go, what is logged (and, by NOT_RESULT_KEYS, how fast it runs)
+NOT_SETTING_SECTIONS = (*NOT_SETTINGS, "paths", "logger", "callbacks", "print_config", "task_name", "optimized_metric")
 SHOWN_DIFFERENCES = 4  # composed-config keys named in a setting split by its configs
 LAST_METRICS = ("val/track_acc", *REFERENCE_METRICS, "val/acc", "train/acc")  # the final weights' scores: summary.csv's last/* columns
 # summary.md's mean ± std columns and the job key each reads (val/track_acc: the best checkpoint's)
@@ -113,16 +118,16 @@ def collect_jobs(root: Path) -> list[dict]:
     return jobs
 
 
-def composed_settings(run_dir: Path, root: Path) -> dict[str, str]:
+def composed_settings(run_dir: Path, root: Path) -> dict[str, Any]:
     """The config Hydra composed for a run (`.hydra/config.yaml`, interpolations unresolved),
-    flattened, without the keys that pick a fold, a seed, a checkpoint or paths; {} if none."""
+    flattened, without the sections and keys that do not change what it computes; {} if none."""
     path = hydra_record(run_dir, "config.yaml", root)
     config = (yaml.safe_load(path.read_text()) or {}) if path else {}
-    return {key: json.dumps(value, sort_keys=True) for key, value in flattened(config).items()
-            if key.split(".", 1)[0] not in NOT_SETTING_SECTIONS}
+    return {key: value for key, value in flattened(config).items()
+            if key.split(".", 1)[0] not in NOT_SETTING_SECTIONS and not key_ends_with(key, NOT_RESULT_KEYS)}
 
 
-def split_by_config(jobs: list[dict], configs: dict[str, dict[str, str]]) -> None:
+def split_by_config(jobs: list[dict], configs: dict[str, dict[str, Any]]) -> None:
     """Give jobs of one setting whose composed configs differ (conf/ edited between two sweeps,
     another version's defaults) settings of their own, named by the keys that differ:
     `data=esc50 [features.segment_frames=128]`. Jobs without a saved config stay as they are."""
@@ -130,16 +135,18 @@ def split_by_config(jobs: list[dict], configs: dict[str, dict[str, str]]) -> Non
         variants: dict[str, list[dict]] = defaultdict(list)
         for job in members:
             if configs[job["dir"]]:
-                variants[json.dumps(configs[job["dir"]], sort_keys=True)].append(job)
+                variants[json.dumps(configs[job["dir"]], sort_keys=True, default=str)].append(job)
         if len(variants) < 2:
             continue
         variant_configs = [configs[group[0]["dir"]] for group in variants.values()]
-        differing = sorted(k for k in set().union(*variant_configs) if len({c.get(k) for c in variant_configs}) > 1)
-        for config, group in zip(variant_configs, variants.values()):
-            named = " ".join(f"{key}={override_value(json.loads(config[key])) if key in config else '(unset)'}"
-                             for key in differing[:SHOWN_DIFFERENCES])
+        differing = sorted(key for key in set().union(*variant_configs)
+                           if len({json.dumps(c.get(key, "(unset)"), default=str) for c in variant_configs}) > 1)
+        labels = [" ".join(f"{key}={override_value(c[key]) if key in c else '(unset)'}" for key in differing[:SHOWN_DIFFERENCES])
+                  + (" ..." if len(differing) > SHOWN_DIFFERENCES else "") for c in variant_configs]
+        for number, (label, group) in enumerate(zip(labels, variants.values()), 1):
+            unique = label if labels.count(label) == 1 else f"{label} #{number}"  # the named keys alike: numbered
             for job in group:
-                job["setting"] = f"{setting} [{named}{' ...' if len(differing) > SHOWN_DIFFERENCES else ''}]"
+                job["setting"] = f"{setting} [{unique}]"
 
 
 def override_key(override: str) -> str:

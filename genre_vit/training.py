@@ -29,7 +29,15 @@ from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
 from genre_vit.recipe import Recipe
-from genre_vit.runs import CROSS_VALIDATION_FILE, failure_fields, memory_mb, write_record, write_track_scores
+from genre_vit.runs import (
+    CROSS_VALIDATION_FILE,
+    NOT_RESULT_KEYS,
+    failure_fields,
+    key_ends_with,
+    memory_mb,
+    write_record,
+    write_track_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +284,7 @@ def cross_validate(cfg: DictConfig) -> dict:
 
 
 EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment")  # what the HPARAMS tab shows, with seed and fold
-NOT_EXPERIMENT = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers", "compile",
-                  "data.time_stretch", "data.pitch_shift")  # the last two: augment's, shown there
+SHOWN_IN_AUGMENT = ("data.time_stretch", "data.pitch_shift")  # augment's settings, which its group shows
 
 
 def experiment_settings(cfg: DictConfig) -> dict:
@@ -288,7 +295,7 @@ def experiment_settings(cfg: DictConfig) -> dict:
         out = {}
         for key, value in node.items():
             name = f"{prefix}/{key}" if prefix else key
-            if str(key).startswith("_") or any(f"/{name}".endswith(f"/{skip.replace('.', '/')}") for skip in NOT_EXPERIMENT):
+            if str(key).startswith("_") or key_ends_with(name, (*NOT_RESULT_KEYS, *SHOWN_IN_AUGMENT), "/"):
                 continue
             out.update(flat(value, name) if isinstance(value, dict) else {name: value})
         return out

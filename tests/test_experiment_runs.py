@@ -13,7 +13,7 @@ import yaml
 
 from genre_vit.runs import TrackScores, write_track_scores
 from genre_vit.summarize import main as summarize_main
-from genre_vit.summarize import setting_of, summarize
+from genre_vit.summarize import setting_of, split_by_config, summarize
 from tests.conftest import TINY, CodeRunningPayload, compose_config, run_entry_point, run_module, train_in_process
 
 
@@ -125,8 +125,10 @@ def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(
 
 def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings(tmp_path):
     """Two sweeps of `data=esc50` under one folder, before and after its default windows changed."""
-    before = {"fold": 0, "seed": 42, "paths": {"output_root": "a"}, "features": {"segment_frames": 128, "n_mels": 128}}
-    after = {"fold": 1, "seed": 1, "paths": {"output_root": "b"}, "features": {"segment_frames": 64, "n_mels": 128}}
+    before = {"fold": 0, "seed": 42, "paths": {"output_root": "a"}, "data": {"feature_workers": 1},
+              "features": {"segment_frames": 128, "n_mels": 128}}
+    after = {"fold": 1, "seed": 1, "paths": {"output_root": "b"}, "data": {"feature_workers": 2},  # how fast: no matter
+             "features": {"segment_frames": 64, "n_mels": 128}}
     for name, config, fold, last in (("old0", before, 0, 0.5), ("old1", before, 1, 0.5),
                                      ("new0", after, 0, 0.7), ("new1", {**after, "fold": 0}, 1, 0.7)):
         write_job(tmp_path, name, ["data=esc50", f"fold={fold}"], last=last, best=last, config=config)
@@ -136,6 +138,15 @@ def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings
     assert [(r[1], r[2], r[3]) for r in rows] == [("`(common settings) [features.segment_frames=64]`", "2", "70.0 ± 0.0"),
                                                   ("`(common settings)`", "1", "60.0 ± 0.0"),
                                                   ("`(common settings) [features.segment_frames=128]`", "2", "50.0 ± 0.0")]
+
+
+def test_configs_alike_in_the_keys_a_label_names_still_get_labels_of_their_own():
+    configs = {"a": {f"k{i}": 0 for i in range(6)}, "b": {f"k{i}": 1 for i in range(6)},
+               "c": {**{f"k{i}": 1 for i in range(5)}, "k5": 2}}   # c differs from b in the sixth key only
+    jobs = [{"dir": name, "setting": "model=vit"} for name in configs]
+    split_by_config(jobs, configs)
+    assert [job["setting"] for job in jobs] == ["model=vit [k0=0 k1=0 k2=0 k3=0 ...]", "model=vit [k0=1 k1=1 k2=1 k3=1 ... #2]",
+                                                "model=vit [k0=1 k1=1 k2=1 k3=1 ... #3]"]
 
 
 def test_the_summary_shows_the_network_alone_and_the_reference_alone_beside_their_sum(tmp_path):

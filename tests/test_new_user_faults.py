@@ -218,8 +218,8 @@ def test_a_segment_longer_than_the_clip_is_refused_by_the_config_check(tmp_path)
 
 # 9-10. Paths work as pasted; predict on a folder without audio is an error.
 
-@pytest.mark.parametrize("value", [None, True, 3, 1e-05, "hann", "in=put, folder/it's", "C:\\dir\\", "null", "1",
-                                   [16, 4], ["a,b", None]])
+@pytest.mark.parametrize("value", [None, True, 3, -1e-05, "hann", "in=put, folder/it's", "C:\\dir\\", "null", "1",
+                                   "café", [16, 4], ["a,b", None], [], [{"a": 1, "b": [2.5]}]])
 def test_a_printed_override_value_reads_back_as_the_same_value(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
