@@ -87,8 +87,8 @@ def hydra_record(run_dir: Path, name: str, root: Path | None = None) -> Path | N
     return None
 
 
-# Config keys (matched by their last parts) that change where files go or how fast a run goes,
-# not what it computes: the HPARAMS tab and summarize's settings leave them out.
+# Config keys (matched by their last parts) that change where files are read or written, or how
+# fast a run goes, not what it computes: the HPARAMS tab and summarize's settings leave them out.
 NOT_RESULT_KEYS = ("cache_dir", "report_dir", "feature_workers", "eval_batch_size", "source.root", "source.workers",
                    "compile")
 
