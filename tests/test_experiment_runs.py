@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 from genre_vit.runs import TrackScores, write_track_scores
 from genre_vit.summarize import main as summarize_main
@@ -138,6 +139,25 @@ def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings
     assert [(r[1], r[2], r[3]) for r in rows] == [("`(common settings) [features.segment_frames=64]`", "2", "70.0 ± 0.0"),
                                                   ("`(common settings)`", "1", "60.0 ± 0.0"),
                                                   ("`(common settings) [features.segment_frames=128]`", "2", "50.0 ± 0.0")]
+
+
+def test_two_esc50_sweeps_from_before_and_after_its_windows_changed_are_two_settings(tmp_path):
+    def composed(*overrides: str) -> dict:
+        config = OmegaConf.to_container(compose_config("data=esc50", *overrides), resolve=False)  # as Hydra saves it
+        del config["hydra"]
+        return config
+
+    for fold in (0, 1):
+        for name, before in (("old", ("features=mel", "data.batch_size=32")), ("new", ())):
+            write_job(tmp_path, f"{name}{fold}", ["data=esc50", f"fold={fold}"], last=0.5, best=0.5,
+                      config=composed(f"fold={fold}", f"seed={fold}", *before))
+    summarize(tmp_path)
+    settings = {line.split(" | ")[1] for line in (tmp_path / "summary.md").read_text().splitlines()
+                if line.startswith(("| 1 ", "| 2 "))}
+    assert settings == {"`(common settings) [data.batch_size=32 features.segment_frames=128 features.segment_step=64 "
+                        "features.sound_within_db=null]`",
+                        "`(common settings) [data.batch_size=64 features.segment_frames=64 features.segment_step=32 "
+                        "features.sound_within_db=20]`"}
 
 
 def test_configs_alike_in_the_keys_a_label_names_still_get_labels_of_their_own():
