@@ -4,7 +4,7 @@ back from it; the one place that builds features and networks."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,11 @@ SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
 # Where from_config reads each setting: the config section of each recipe section, and the keys it renames.
 CONFIG_SECTIONS = {"decoding": "data", "split": "data", "features": "features", "model": "model", "reference": "reference"}
 RENAMED_KEYS = {"split.fold": "fold", "batches.seed": "seed", "batches.batch_size": "data.batch_size"}
+
+
+def every_key(key: str) -> bool:
+    """The default of the key filters below: every setting counts."""
+    return True
 
 
 def build_features(settings: Mapping[str, Any]) -> nn.Module:
@@ -110,20 +115,20 @@ class Recipe:
         return instantiate(settings, net=net, input_rows=self.image_shape[0], class_names=self.class_names,
                            reference=self.build_reference())
 
-    def differences(self, other: Recipe) -> list[str]:
+    def differences(self, other: Recipe, counts: Callable[[str], bool] = every_key) -> list[str]:
         """`key: checkpoint value != this run's value` for every setting where `other` (this
-        run) differs from self (a checkpoint's recipe)."""
+        run) differs from self (a checkpoint's recipe); `counts` picks the flattened keys that matter."""
         old, new = flattened(self.to_dict()), flattened(other.to_dict())
         return [f"{key}: checkpoint {old.get(key, '(unset)')!r} != this run {new.get(key, '(unset)')!r}"
-                for key in _differing(old, new)]
+                for key in _differing(old, new) if counts(key)]
 
-    def restoring_overrides(self, other: Recipe) -> list[str] | None:
+    def restoring_overrides(self, other: Recipe, counts: Callable[[str], bool] = every_key) -> list[str] | None:
         """The command-line overrides that give `other` (this run) self's settings where they
-        differ, e.g. `features.segment_frames=128`; None if a difference has no one-key fix
-        (other classes, a setting only one side has, another `_target_` class)."""
+        differ (among the keys `counts` picks), e.g. `features.segment_frames=128`; None if a
+        difference has no one-key fix (other classes, a setting only one side has, another `_target_` class)."""
         old, new = flattened(self.to_dict()), flattened(other.to_dict())
         overrides = []
-        for key in _differing(old, new):
+        for key in filter(counts, _differing(old, new)):
             target = config_key(key)
             if target is None or key not in old or key not in new or key.endswith("_target_"):
                 return None

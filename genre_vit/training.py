@@ -13,6 +13,7 @@ import math
 import shlex
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -28,7 +29,7 @@ from genre_vit.callbacks.stop import GracefulStop, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
-from genre_vit.recipe import Recipe
+from genre_vit.recipe import Recipe, every_key
 from genre_vit.runs import (
     CROSS_VALIDATION_FILE,
     NOT_RESULT_KEYS,
@@ -78,15 +79,27 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
 def resume_fix(saved: Recipe, recipe: Recipe, differences: list[str]) -> str:
     """The end of a refused resume's message: the overrides that give this run the checkpoint's
     settings (e.g. an older default's features), where each difference has one."""
-    if (overrides := saved.restoring_overrides(recipe)) is not None:
-        return "; the checkpoint's settings, as overrides: " + " ".join(map(shlex.quote, overrides))
+    if overrides := settings_fix(saved, recipe):
+        return overrides
     if any(d.startswith("reference") for d in differences):
         return "; set this run's reference to the checkpoint's (reference=none for one written without a reference)"
     return ""
 
 
+def settings_fix(saved: Recipe, recipe: Recipe, counts: Callable[[str], bool] = every_key) -> str:
+    """`; the checkpoint's settings, as overrides: k=v ...` (shell-quoted), which give this run
+    the checkpoint's settings among the keys `counts` picks; empty where a difference has no one-key fix."""
+    overrides = saved.restoring_overrides(recipe, counts)
+    return "; the checkpoint's settings, as overrides: " + " ".join(map(shlex.quote, overrides)) if overrides else ""
+
+
 INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same
 WINDOW_CHOICE_KEYS = ("features.segment_step", "features.sound_within_db")  # which windows are scored: free
+
+
+def fixes_the_weights_meaning(key: str) -> bool:
+    """Whether a recipe key must match for a checkpoint's weights to start this run's network."""
+    return key.startswith(INPUT_KEYS) and not key.startswith(WINDOW_CHOICE_KEYS)
 
 
 def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> None:
@@ -100,9 +113,9 @@ def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> No
         return
     checkpoint = load_checkpoint(path, key="init_from")
     source = Recipe.from_checkpoint(checkpoint, path, key="init_from")
-    differences = [d for d in source.differences(recipe) if d.startswith(INPUT_KEYS) and not d.startswith(WINDOW_CHOICE_KEYS)]
-    if differences:
-        raise CheckpointError(f"init_from={path} has another input or network than this run; {listed(differences)}")
+    if differences := source.differences(recipe, fixes_the_weights_meaning):
+        raise CheckpointError(f"init_from={path} has another input or network than this run; {listed(differences)}"
+                              f"{settings_fix(source, recipe, fixes_the_weights_meaning)}")
     same_classes = source.class_names == recipe.class_names
     state = {key.removeprefix("model.net."): value for key, value in checkpoint["state_dict"].items()
              if key.startswith("model.net.") and (same_classes or not key.startswith("model.net.head."))}

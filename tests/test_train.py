@@ -255,10 +255,25 @@ def test_init_from_gives_other_classes_a_new_head_and_keeps_the_rest(tiny_run):
 def test_init_from_refuses_a_checkpoint_of_other_features_before_training(tiny_run, tmp_path, shared_cache):
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
     with pytest.raises(CheckpointError, match=rf"^init_from={checkpoint} has another input or network than this run; "
-                                              r"1 differ: features.n_fft: checkpoint 1024 != this run 512$"):
+                                              r"1 differ: features.n_fft: checkpoint 1024 != this run 512; "
+                                              r"the checkpoint's settings, as overrides: features.n_fft=1024$"):
         train_in_process(tmp_path / "run", *TINY, "features.n_fft=512", f"init_from={checkpoint}",
                          f"paths.cache_dir={shared_cache}")
     assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
+
+
+def test_a_refused_init_from_names_the_overrides_of_the_input_alone_and_they_are_accepted(tiny_run):
+    """Another fold, seed or batch size is this run's own choice: the fix names only what the weights need."""
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    choices = ("fold=2", "seed=7", "data.batch_size=4")
+    with pytest.raises(CheckpointError, match=r"2 differ: features.hop_length: .*; features.n_mels: .*; "
+                                              r"the checkpoint's settings, as overrides: features.hop_length=\d+ features.n_mels=\d+$") as refused:
+        started_network(checkpoint, saved_classes(checkpoint), *choices, "features.n_mels=32", "features.hop_length=300")
+    fix = str(refused.value).rpartition("as overrides: ")[2].split()
+    trained = network_weights(checkpoint)
+    started = started_network(checkpoint, saved_classes(checkpoint), *choices,
+                              "features.n_mels=32", "features.hop_length=300", *fix)
+    assert all(torch.equal(started[k], trained[k]) for k in trained)
 
 
 def test_a_missing_init_from_checkpoint_is_one_line_naming_the_key(tmp_path, shared_cache):
