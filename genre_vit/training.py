@@ -184,6 +184,9 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
     callbacks.append(ValidateLastEpoch())  # the record's final numbers are the final weights'
+    if stop:  # last: its mid-epoch checkpoint comes after every other callback saw the batch (an EMA's update)
+        callbacks.remove(stop)
+        callbacks.append(stop)
     resume = resume_checkpoint(cfg, recipe, stop)
     initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)

@@ -53,3 +53,22 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
     assert resumed.returncode == 0, stderr[-3000:]
     assert_only_about_the_run(stderr)
     assert_ends_like(run_dir, uninterrupted_short)
+
+
+def test_a_mid_epoch_stop_keeps_the_weight_average_exact(tmp_path_factory, tmp_path, shared_cache):
+    """The stop's checkpoint holds the average updated with the batch it stopped after."""
+    epochs = (*SHORT_EPOCHS, "averaging=ema")
+    uninterrupted = train_whole(tmp_path_factory, shared_cache, epochs)
+    run_dir = tmp_path / "run"
+    process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
+                             "+callbacks.signal_at.stage=train", "+callbacks.signal_at.epoch=1",
+                             "+callbacks.signal_at.batch=10", "+callbacks.signal_at.signum=SIGINT", epochs=epochs)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 130, stderr[-3000:]
+    saved = torch.load(metrics_of(run_dir)["checkpoint"], weights_only=True)
+    averaging = next(v for k, v in saved["callbacks"].items() if "Averaging" in k)
+    assert averaging["latest_update_step"] == saved["global_step"]
+    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last", epochs=epochs)
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert_ends_like(run_dir, uninterrupted)
