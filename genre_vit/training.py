@@ -36,6 +36,7 @@ from genre_vit.runs import (
     failure_fields,
     key_ends_with,
     memory_mb,
+    read_record,
     write_record,
     write_track_scores,
 )
@@ -133,16 +134,24 @@ def score_best(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     """
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
     best_path = best_checkpoint.best_model_path if best_checkpoint else ""
-    best, best_epoch = final, trainer.current_epoch - 1
-    loggers, trainer.loggers = trainer.loggers, []
-    if best_path:
-        best_epoch = load_checkpoint(best_path)["epoch"]
-        best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
-    test = {}
-    if datamodule.test_set:
-        test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
-    trainer.loggers = loggers
+    best, best_epoch, test = final, trainer.current_epoch - 1, {}
+    with loggers_detached(trainer):
+        if best_path:
+            best_epoch = load_checkpoint(best_path)["epoch"]
+            best = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)[0])
+        if datamodule.test_set:
+            test = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0])
     return best_path, best, best_epoch, test
+
+
+@contextlib.contextmanager
+def loggers_detached(trainer: L.Trainer):
+    """Scores computed in the block stay out of the epoch curves."""
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        yield
+    finally:
+        trainer.loggers = loggers
 
 
 def budget_steps(max_steps: int, train_tracks: int, steps_per_track: float = 0, cap: int | None = None) -> int:
@@ -175,8 +184,9 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 
 
-def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict:
-    """Train the recipe's network with Lightning and score its best checkpoint: the record's fields."""
+def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict | None:
+    """Train the recipe's network with Lightning and score its best checkpoint: the record's
+    fields; None when `ckpt_path` had already trained the whole budget."""
     is_main_process = rank_zero_only.rank == 0
     net = recipe.build_network(compile=cfg.model.get("compile", False))
     model = recipe.build_classifier(cfg.module, net)
@@ -201,6 +211,11 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         if stop and stop.stopping:
             raise StopRequested("stopped at the end of an epoch")
         final = _scalars(trainer.callback_metrics)
+        if resume and not any(key.startswith("val/") for key in final):  # it had trained the whole budget
+            if (read_record(cfg.paths.output_dir) or {}).get("status") == "completed":
+                return None
+            with loggers_detached(trainer):  # e.g. stopped in the final scoring: score the final weights
+                final = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=resume, verbose=False)[0])
         if is_main_process and model.last_val_scores is not None:  # the final weights', as `final`
             write_track_scores(cfg.paths.output_dir, model.last_val_scores, datamodule.track_list.paths, datamodule.classes)
         best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
@@ -260,6 +275,8 @@ def train(cfg: DictConfig) -> dict:
             fields = fit_baseline(cfg, datamodule)
         else:
             fields = fit_network(cfg, datamodule, recipe, loggers)
+            if fields is None:
+                return finished_record(cfg)
     except OSError as err:
         if not is_disk_full(err):
             raise
@@ -274,6 +291,15 @@ def train(cfg: DictConfig) -> dict:
     log.info("Best val/track_acc %.4f; metrics in %s", record["best"].get("val/track_acc", float("nan")),
              output_dir / "metrics.json")
     return {"status": "completed", **record}
+
+
+def finished_record(cfg: DictConfig) -> dict:
+    """The record of a finished run resumed again (e.g. a `fold=all` run's completed folds): the
+    one it wrote, unchanged, since its checkpoint has nothing left to train."""
+    record = read_record(cfg.paths.output_dir)
+    log.info("ckpt_path=%s had trained the whole budget: nothing to train, the run's record kept (%s)",
+             cfg.ckpt_path, Path(cfg.paths.output_dir) / "metrics.json")
+    return record
 
 
 def cross_validate(cfg: DictConfig) -> dict:

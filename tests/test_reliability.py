@@ -2,13 +2,18 @@
 (Runs started together and a soak multirun: test_many_runs.py; signals and exact resume:
 test_signals.py and test_kill_and_resume.py.)"""
 
+import json
+import shutil
+
 import pytest
 import torch
 
 from tests.conftest import (
     TINY,
     CodeRunningPayload,
+    metrics_of,
     run_entry_point,
+    train_in_process,
 )
 
 
@@ -23,6 +28,24 @@ def test_resume_refuses_a_checkpoint_of_other_features_or_fold(tiny_run, tmp_pat
     assert "features.n_fft: checkpoint 1024 != this run 512" in error and "split.fold: checkpoint 1 != this run 2" in error
     assert error.endswith("; the checkpoint's settings, as overrides: features.n_fft=1024 fold=1")
     assert not (tmp_path / "run" / "tensorboard").exists(), "refused before the trainer was built"
+
+
+def test_resuming_a_finished_run_again_keeps_its_record(tiny_run, tmp_path, shared_cache):
+    shutil.copytree(tiny_run, tmp_path / "run")
+    record = (tmp_path / "run" / "metrics.json").read_text()
+    train_in_process(tmp_path / "run", *TINY, "ckpt_path=last", f"paths.cache_dir={shared_cache}")
+    assert (tmp_path / "run" / "metrics.json").read_text() == record
+
+
+def test_a_run_stopped_in_its_final_scoring_resumes_to_its_final_weights_numbers(tiny_run, tmp_path, shared_cache):
+    """Nothing is left to train: the resume scores the final weights and the best checkpoint again."""
+    shutil.copytree(tiny_run, tmp_path / "run")
+    finished = metrics_of(tiny_run)
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({**finished, "status": "interrupted"}))
+    resumed = train_in_process(tmp_path / "run", *TINY, "ckpt_path=last", f"paths.cache_dir={shared_cache}")
+    assert resumed["status"] == "completed" and resumed["best"] == pytest.approx(finished["best"], abs=1e-6)
+    assert {k: v for k, v in resumed["final"].items() if k.startswith("val/")} == pytest.approx(
+        {k: v for k, v in finished["final"].items() if k.startswith("val/")}, abs=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, shared_cache):

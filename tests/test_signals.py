@@ -2,6 +2,8 @@
 chosen batch (mid-epoch, after the next-to-last batch, during validation) stops where its resume,
 with `ckpt_path=last`, ends at the uninterrupted run's metrics. (A run killed from outside:
 test_kill_and_resume.py.)"""
+import shlex
+
 import pytest
 import torch
 
@@ -72,3 +74,29 @@ def test_a_mid_epoch_stop_keeps_the_weight_average_exact(tmp_path_factory, tmp_p
     _, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-3000:]
     assert_ends_like(run_dir, uninterrupted)
+
+
+def test_an_interrupted_fold_all_run_resumes_in_its_job_folder_and_keeps_the_folds_it_finished(tmp_path, shared_cache):
+    run_dir, folds = tmp_path / "run", (*SHORT_EPOCHS, "fold=all", "data.num_folds=2")
+    process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
+                             "+callbacks.signal_at.stage=train", "+callbacks.signal_at.epoch=1",
+                             "+callbacks.signal_at.batch=10", "+callbacks.signal_at.signum=SIGINT", epochs=folds)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 130, stderr[-3000:]
+    words = shlex.split(metrics_of(run_dir / "fold_0")["resume"])
+    assert f"hydra.run.dir='{run_dir}'" in words  # the job's folder, not the fold's
+    overrides = [w for w in words[3:] if not w.startswith(("+callbacks.signal_at", "paths.", "hydra.run.dir="))]
+
+    resumed = start_training(tmp_path, shared_cache, run_dir, *overrides, epochs=())
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {run_dir / 'fold_0' / 'checkpoints' / 'last.ckpt'}" in stderr
+    summary = (run_dir / "cross_validation.json").read_text()
+    records = [(run_dir / f"fold_{k}" / "metrics.json").read_text() for k in range(2)]
+    assert not (run_dir / "fold_0" / "fold_0").exists()
+
+    again = start_training(tmp_path, shared_cache, run_dir, *overrides, epochs=())  # every fold had finished
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr[-3000:]
+    assert (run_dir / "cross_validation.json").read_text() == summary
+    assert [(run_dir / f"fold_{k}" / "metrics.json").read_text() for k in range(2)] == records

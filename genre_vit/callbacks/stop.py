@@ -71,8 +71,10 @@ class GracefulStop(L.Callback):
 
 
 def resume_command(run_dir: Path) -> str:
-    """The POSIX shell command line that resumes this run in its own directory, with the
-    interpreter that runs it now."""
+    """The POSIX shell command line that resumes this run in its own directory (Hydra's job
+    folder, where a `fold=all` fold's `run_dir` is a sub-folder of it), with the interpreter that runs it now."""
+    if HydraConfig.initialized():
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     overrides = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     # Hydra quotes, since a sweep job's folder name holds = and ,
