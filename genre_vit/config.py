@@ -15,7 +15,7 @@ from genre_vit.data.sources import ESC_SUBSETS
 from genre_vit.data.splits import SPLITS
 from genre_vit.models.cnn import downsampling
 from genre_vit.models.vit import check_patch_grid
-from genre_vit.runs import LOGGED_METRICS
+from genre_vit.runs import BASELINE_METRICS, LOGGED_METRICS, REFERENCE_METRICS
 
 
 class ConfigError(ValueError):
@@ -100,6 +100,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.lr": _number(1e-12),
     "optim.weight_decay": _number(0),
     "optim.label_smoothing": _number(0, 1),
+    "optim.scheduler.warmup_fraction": _number(0, 1),
+    "optim.scheduler.min_lr_ratio": _number(0, 1, open_high=False),
     "augment.freq_mask": _int(0),
     "augment.time_mask": _int(0),
     "augment.num_masks": _int(1),
@@ -144,6 +146,13 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     reader, needs = SPLIT_SOURCES.get(cfg.data.split, ("", ""))
     if not source.endswith(reader):
         raise ConfigError(f"data.split={cfg.data.split} needs {needs}; this data set has none: use data.split=kfold")
+    if fold == "all" and cfg.data.split == "filtered":
+        raise ConfigError("fold=all with data.split=filtered: GTZAN's filtered split is one fixed split, not folds "
+                          "(every fold would train it again); use fold=0, or data.split=kfold for folds")
+    if source.endswith("SyntheticGenres") and cfg.data.clip_seconds is None:
+        raise ConfigError("data.clip_seconds=null: the synthetic set is generated with tracks of data.clip_seconds "
+                          "seconds; set a length (30, as GTZAN's)")
+    check_optimized_metric(cfg)
     if cfg.data.split == "official" and cfg.data.test_fraction > 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} with data.split=official: the data set's own "
                           "folds are the split, and a hold-out across them would mix their recordings; set "
@@ -170,6 +179,17 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """`optimized_metric` must be one this run logs: the reference's scores need a reference, and
+    the classical baseline logs track scores only."""
+    metric = cfg.get("optimized_metric")
+    if metric in REFERENCE_METRICS and not cfg.get("reference") and cfg.get("baseline") is None:
+        raise ConfigError(f"optimized_metric={metric} is logged only with a reference, and reference=none: "
+                          "use optimized_metric=val/track_acc_best")
+    if metric is not None and cfg.get("baseline") is not None and metric not in BASELINE_METRICS:
+        raise ConfigError(f"optimized_metric={metric} is not logged by the classical baseline: allowed {list(BASELINE_METRICS)}")
 
 
 # data.split -> (the source class that reads it, what to name in the refusal); kfold fits any source

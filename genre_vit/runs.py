@@ -30,6 +30,7 @@ STATUSES = ("completed", "failed", "interrupted")
 REFERENCE_METRICS = ("val/track_acc_network", "val/track_acc_reference")
 LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1", "val/track_acc_best",
                   *REFERENCE_METRICS)
+BASELINE_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/track_acc_best")  # what experiment=baseline_logreg logs
 EPOCH_METRICS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/track_acc", "val/f1",
                  *REFERENCE_METRICS)  # history.csv
 SUMMARY_METRICS = ("val/track_acc", "val/acc", "val/f1", "val/loss")  # summary.csv, best checkpoint's

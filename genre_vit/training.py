@@ -180,7 +180,8 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
         log.info("Training budget: %d optimizer steps (budget.steps_per_track=%s x %d training tracks, "
                  "from trainer.max_steps=%d up to budget.max_steps=%s)", steps, steps_per_track, train_tracks,
                  max_steps, cap)
-    epochs = math.ceil(steps / len(datamodule.train_dataloader()))
+    steps_per_epoch = math.ceil(len(datamodule.train_dataloader()) / trainer.accumulate_grad_batches)
+    epochs = math.ceil(steps / steps_per_epoch)
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 
 

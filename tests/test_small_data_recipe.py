@@ -179,6 +179,9 @@ def test_the_budget_is_optimizer_steps_in_whole_epochs_and_grows_with_the_traini
     grown = train_in_process(tmp_path / "grown", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=1.5",
                              "budget.max_steps=null")
     assert grown["train_tracks"] == few["train_tracks"] and grown["steps"] == 3 * math.ceil(1.5 * few["train_tracks"] / 3)
+    accumulated = train_in_process(tmp_path / "accumulated", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0",
+                                   "+trainer.accumulate_grad_batches=3")
+    assert (accumulated["steps"], accumulated["epochs"]) == (9, 9)  # an epoch of 3 batches is one optimizer step
 
 
 def test_the_budget_grows_with_the_training_tracks_from_its_floor_up_to_its_ceiling():

@@ -121,6 +121,14 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
     ("averaging=swa callbacks.weight_averaging.start_fraction=1",
      r"callbacks.weight_averaging.start_fraction=1 is invalid: allowed numbers in \[0, 1\)"),
+    ("optim.scheduler.warmup_fraction=abc", r"optim.scheduler.warmup_fraction='abc' is invalid: allowed numbers in \[0, 1\)"),
+    ("optim.scheduler.min_lr_ratio=-2", r"optim.scheduler.min_lr_ratio=-2 is invalid: allowed numbers in \[0, 1\]"),
+    ("reference=none optimized_metric=val/track_acc_network",
+     r"optimized_metric=val/track_acc_network is logged only with a reference, and reference=none"),
+    ("experiment=baseline_logreg optimized_metric=val/loss",
+     r"optimized_metric=val/loss is not logged by the classical baseline: allowed \['val/track_acc'"),
+    ("data=gtzan data.root=/music data.split=filtered fold=all", r"fold=all with data.split=filtered: GTZAN's filtered split is one"),
+    ("data.clip_seconds=null", r"data.clip_seconds=null: the synthetic set is generated with tracks of data.clip_seconds"),
 ])
 def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message):
     cfg = compose_config(*override.split(), f"paths.output_root={tmp_path}")
