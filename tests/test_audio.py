@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio.functional as AF
 
-from genre_vit.data.audio import AudioError, Decoding, load_audio
+from genre_vit.data.audio import AudioError, Decoding, load_audio, resample
 from tests.conftest import write_tone
 
 
@@ -15,6 +16,20 @@ def test_formats_decode_to_the_same_tone(tmp_path, suffix, subtype):
     assert wave.dtype == torch.float32 and wave.shape == (22050,)
     tolerance = 0.05 if subtype == "VORBIS" else 1e-3
     assert np.abs(wave.numpy()[1000:-1000] - written[1000:-1000]).max() < tolerance
+
+
+def test_an_odd_sample_rate_is_resampled_without_a_filter_bank_of_gigabytes(tmp_path):
+    write_tone(tmp_path / "odd.wav", 2.0, rate=44101, freq=1000.0, subtype="FLOAT")
+    wave = load_audio(tmp_path / "odd.wav", 22050, None)  # exact: a 22050 x 44101 filter bank, 3.9 GB
+    assert abs(wave.numel() - 2 * 22050) <= 2
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    assert np.argmax(spectrum) * 22050 / wave.numel() == pytest.approx(1000.0, abs=1.0)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22254, 32000, 44100, 48000, 96000])
+def test_usual_sample_rates_are_resampled_exactly(rate):
+    wave = torch.randn(rate // 10)
+    assert torch.equal(resample(wave, rate, 22050), AF.resample(wave, rate, 22050))
 
 
 def test_stereo_is_averaged_to_mono(tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import torchaudio.functional as AF
 
 MAX_PEAK = 1e4  # 80 dB above full scale: float audio this loud is broken, and its power overflows
+MAX_RESAMPLE_KERNEL = 20_000_000  # values in torchaudio's resampling filter bank (80 MB in float32)
 
 
 class AudioError(Exception):
@@ -54,10 +56,23 @@ def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, m
     if peak > MAX_PEAK:
         raise AudioError(f"samples far beyond full scale (peak {peak:.1e}; float audio lies in [-1, 1])")
     if rate != sample_rate:
-        wave = AF.resample(wave, rate, sample_rate)
+        wave = resample(wave, rate, sample_rate)
     if clip_seconds is not None:
         wave = wave[: int(round(clip_seconds * sample_rate))]
     return wave.contiguous()
+
+
+def resample(wave: torch.Tensor, rate: int, sample_rate: int) -> torch.Tensor:
+    """(samples,) at `rate` Hz -> (samples',) at `sample_rate` Hz, with torchaudio's windowed sinc.
+
+    Its filter bank holds about (sample_rate / g) x (rate / g) values for g = gcd of the rates: a
+    few thousand for the usual rates, but billions for an odd one (44101 -> 22050). Such a ratio is
+    replaced by the nearest one with terms up to 1000 (22050/44101 -> 1/2: 2e-5 off, a pitch
+    change of 0.04 cents and a length change of as much)."""
+    ratio = Fraction(sample_rate, rate)
+    if ratio.numerator * ratio.denominator > MAX_RESAMPLE_KERNEL:
+        ratio = ratio.limit_denominator(1000)
+    return AF.resample(wave, ratio.denominator, ratio.numerator)
 
 
 SHORT_CLIP_POLICIES = ("repeat", "skip")
