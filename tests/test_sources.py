@@ -36,6 +36,27 @@ def test_folder_source_takes_sorted_folder_names_as_classes(tmp_path):
     assert tracks.classes == ["ambient", "kpop", "zouk"] and tracks.labels == [0, 1, 2]
 
 
+def test_a_link_to_a_file_is_the_same_track_listed_once(tmp_path):
+    """Else a copy could train while the file itself validates."""
+    write_tone(tmp_path / "jazz" / "jazz0.wav", 1.0)
+    write_tone(tmp_path / "jazz" / "jazz1.wav", 1.0, freq=500.0)
+    (tmp_path / "jazz" / "favourites").mkdir()
+    (tmp_path / "jazz" / "favourites" / "jazz0.wav").symlink_to(tmp_path / "jazz" / "jazz0.wav")
+    (tmp_path / "jazz" / "again.wav").hardlink_to(tmp_path / "jazz" / "jazz1.wav")
+    tracks = FolderSource(str(tmp_path)).tracks()
+    assert tracks.paths == [str(tmp_path / "jazz" / "again.wav"), str(tmp_path / "jazz" / "jazz0.wav")]
+    assert sorted(path for path, _ in tracks.ignored) == [str(tmp_path / "jazz" / "favourites" / "jazz0.wav"),
+                                                          str(tmp_path / "jazz" / "jazz1.wav")]
+
+
+def test_a_link_that_puts_one_file_in_two_classes_is_refused_naming_both(tmp_path):
+    write_tone(tmp_path / "jazz" / "take.wav", 1.0)
+    (tmp_path / "blues").mkdir()
+    (tmp_path / "blues" / "take.wav").symlink_to(tmp_path / "jazz" / "take.wav")
+    with pytest.raises(DataError, match=r"blues/take.wav are one file \(a link\) in two classes, 'jazz' and 'blues'"):
+        FolderSource(str(tmp_path)).tracks()
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda root: root / "absent", "is not a directory"),
     (lambda root: root, "holds no class folders"),

@@ -79,15 +79,28 @@ def list_class_folders(root: str | Path, classes: list[str] | None = None) -> Tr
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"data.root={str(root)!r} holds no class folders: expected <root>/<class>/<audio files>")
-    paths, labels, ignored = [], [], []
+    listed, ignored = [], []  # (path, label) of every audio file, in class then path order
     for label, name in enumerate(classes):
         files, others = files_under(root / name) if (root / name).is_dir() else ([], [])
         ignored += others
         if not files:
             raise DataError(f"class folder {str(root / name)!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}), "
                             "at any depth")
-        paths += [str(p) for p in files]
-        labels += [label] * len(files)
+        listed += [(path, label) for path in files]
+    file_of = {path: (path.stat().st_dev, path.stat().st_ino) for path, _ in listed}  # links share it
+    kept = {}  # a file -> the (path, label) that lists it: a link to it is not a second track
+    for path, label in listed:
+        first = kept.setdefault(file_of[path], (path, label))
+        if first[1] != label:
+            raise DataError(f"{path} and {first[0]} are one file (a link) in two classes, {classes[label]!r} and "
+                            f"{classes[first[1]]!r}: keep it in one class folder")
+        if first[0].is_symlink() and not path.is_symlink():
+            kept[file_of[path]] = (path, label)  # the file itself rather than a link to it
+    chosen = set(kept.values())
+    ignored += [(str(path), f"the same file as {kept[file_of[path]][0]}: one track, listed once")
+                for path, label in listed if (path, label) not in chosen]
+    paths = [str(path) for path, label in listed if (path, label) in chosen]
+    labels = [label for path, label in listed if (path, label) in chosen]
     return TrackList(paths, labels, list(classes), ignored)
 
 
