@@ -14,7 +14,7 @@ from genre_vit.data.features import SpecAugment
 from genre_vit.metrics import TrackVotes, track_scores
 from genre_vit.models import normalized
 from genre_vit.optim import param_groups
-from genre_vit.recipe import CHECKPOINT_KEY
+from genre_vit.recipe import CHECKPOINT_KEY, HELD_OUT_KEY
 from genre_vit.reference import StatisticsReference, scored_tracks
 from genre_vit.runs import TrackScores
 
@@ -57,6 +57,7 @@ class GenreClassifier(L.LightningModule):
         self.reference = reference
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.recipe: dict = {}  # set by the train entry (not a constructor argument: Hydra would instantiate its targets)
+        self.held_out: dict[str, list[str]] | None = None  # set by the train entry: the split's held-out tracks
         num_classes = len(class_names)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -156,6 +157,8 @@ class GenreClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.recipe
+        if self.held_out is not None:
+            checkpoint[HELD_OUT_KEY] = self.held_out
 
     def build_optimizer(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
         """The configured optimizer (its weight decay on matrices only) and per-step schedule."""

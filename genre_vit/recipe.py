@@ -22,6 +22,7 @@ from genre_vit.reference import StatisticsReference
 from genre_vit.runs import flattened
 
 CHECKPOINT_KEY = "genre_vit_recipe"
+HELD_OUT_KEY = "genre_vit_held_out"  # the split's validation and test tracks (GenreDataModule.held_out_tracks)
 SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
 # Where from_config reads each setting: the config section of each recipe section, and the keys it renames.
 CONFIG_SECTIONS = {"decoding": "data", "split": "data", "features": "features", "model": "model", "reference": "reference"}

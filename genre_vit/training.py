@@ -29,7 +29,7 @@ from genre_vit.callbacks.stop import GracefulStop, StopRequested, interruption
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
-from genre_vit.recipe import Recipe, every_key
+from genre_vit.recipe import HELD_OUT_KEY, Recipe, every_key
 from genre_vit.runs import (
     CROSS_VALIDATION_FILE,
     NOT_RESULT_KEYS,
@@ -53,10 +53,11 @@ def listed(differences: list[str], shown: int = 6) -> str:
     return f"{len(differences)} differ: " + "; ".join(differences[:shown]) + (" ..." if len(differences) > shown else "")
 
 
-def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None) -> str | None:
+def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[str]],
+                      stop: GracefulStop | None) -> str | None:
     """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
-    and trained with this run's recipe (classes, features, split, batch order, model). `last`
-    is this run's last.ckpt."""
+    trained with this run's recipe (classes, features, split, batch order, model) and holding out
+    the same tracks (`held_out`, where it records them). `last` is this run's last.ckpt."""
     wanted = cfg.get("ckpt_path")
     if not wanted or (wanted == "last" and stop is None):
         return wanted  # without GracefulStop's path Lightning looks `last` up itself
@@ -74,7 +75,22 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, stop: GracefulStop | None
     if differences := saved.differences(recipe):
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{listed(differences)}{resume_fix(saved, recipe, differences)}")
+    if (saved_held_out := checkpoint.get(HELD_OUT_KEY, held_out)) != held_out:
+        raise CheckpointError(f"ckpt_path={path} held out other tracks than this run's split, since files were added "
+                              f"to or removed from the data set ({held_out_changes(saved_held_out, held_out)}); "
+                              "resumed, it would validate on tracks it trained on: restore the files, or train anew")
     return str(path)
+
+
+def held_out_changes(saved: dict[str, list[str]], now: dict[str, list[str]]) -> str:
+    """`val: 2 new (jazz/b.wav, ...), 1 gone (...)`: how a split's held-out tracks changed."""
+    changes = []
+    for stage in sorted(saved.keys() | now.keys()):
+        before, after = set(saved.get(stage, [])), set(now.get(stage, []))
+        parts = [f"{len(names)} {what} ({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
+                 for what, names in (("new", after - before), ("gone", before - after)) if names]
+        changes += [f"{stage}: {', '.join(parts)}"] if parts else []
+    return "; ".join(changes)
 
 
 def resume_fix(saved: Recipe, recipe: Recipe, differences: list[str]) -> str:
@@ -191,14 +207,14 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     is_main_process = rank_zero_only.rank == 0
     net = recipe.build_network(compile=cfg.model.get("compile", False))
     model = recipe.build_classifier(cfg.module, net)
-    model.recipe = recipe.to_dict()
+    model.recipe, model.held_out = recipe.to_dict(), datamodule.held_out_tracks()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     stop = next((c for c in callbacks if isinstance(c, GracefulStop)), None)
     callbacks.append(ValidateLastEpoch())  # the record's final numbers are the final weights'
     if stop:  # last: its mid-epoch checkpoint comes after every other callback saw the batch (an EMA's update)
         callbacks.remove(stop)
         callbacks.append(stop)
-    resume = resume_checkpoint(cfg, recipe, stop)
+    resume = resume_checkpoint(cfg, recipe, model.held_out, stop)
     initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,

@@ -8,12 +8,14 @@ import shutil
 import pytest
 import torch
 
+from genre_vit.checkpoints import CheckpointError
 from tests.conftest import (
     TINY,
     CodeRunningPayload,
     metrics_of,
     run_entry_point,
     train_in_process,
+    write_tone,
 )
 
 
@@ -46,6 +48,19 @@ def test_a_run_stopped_in_its_final_scoring_resumes_to_its_final_weights_numbers
     assert resumed["status"] == "completed" and resumed["best"] == pytest.approx(finished["best"], abs=1e-6)
     assert {k: v for k, v in resumed["final"].items() if k.startswith("val/")} == pytest.approx(
         {k: v for k, v in finished["final"].items() if k.startswith("val/")}, abs=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_whose_held_out_tracks_moved_since_files_were_added(tmp_path, shared_cache):
+    """One more file reshuffles the folds: the resumed run would validate on tracks it trained on."""
+    for c, name in enumerate(["birds", "rain"]):
+        for i in range(5):
+            write_tone(tmp_path / "sounds" / name / f"{i}.wav", 8.0, freq=300.0 + 200 * c + 10 * i)
+    run = (*TINY, "data=folder", f"data.root={tmp_path / 'sounds'}", f"paths.cache_dir={shared_cache}")
+    train_in_process(tmp_path / "run", *run)
+    write_tone(tmp_path / "sounds" / "birds" / "5.wav", 8.0, freq=350.0)
+    with pytest.raises(CheckpointError, match=r"held out other tracks than this run's split, since files were added to "
+                                              r"or removed from the data set \(val: .*\); resumed, it would validate"):
+        train_in_process(tmp_path / "run", *run, "ckpt_path=last")
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, shared_cache):

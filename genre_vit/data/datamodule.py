@@ -332,16 +332,25 @@ class GenreDataModule(L.LightningDataModule):
             return official_roles(tracks.folds, fold)
         return kfold_roles(tracks.labels, hp.num_folds, fold, hp.split_seed, hp.test_fraction)
 
+    def _roles_and_missing(self) -> tuple[np.ndarray, list[str]]:
+        hp, tracks = self.hparams, self.track_list
+        if hp.split == "filtered":
+            roles, absent = filtered_roles([track_id(p) for p in tracks.paths])
+            return roles, list(tracks.missing) + absent
+        return self.fold_roles(hp.fold), list(tracks.missing)
+
+    def held_out_tracks(self) -> dict[str, list[str]]:
+        """The split's validation and test tracks, as sorted `<class>/<file name>`: a checkpoint
+        records them, since a file added to or removed from the data set moves tracks between folds."""
+        roles, tracks = self._roles_and_missing()[0], self.track_list
+        return {stage: sorted(f"{tracks.classes[tracks.labels[i]]}/{Path(tracks.paths[i]).name}"
+                              for i in np.flatnonzero(roles == role)) for stage, role in (("val", VAL), ("test", TEST))}
+
     def track_roles(self) -> np.ndarray:
         """(tracks,) TRAIN / VAL / TEST / UNUSED for every listed track; tracks that the data set's
         index or the filtered split lists and that are not on disk are reported (missing.csv)."""
-        hp, tracks = self.hparams, self.track_list
-        self.missing = list(tracks.missing)
-        if hp.split == "filtered":
-            roles, absent = filtered_roles([track_id(p) for p in tracks.paths])
-            self.missing += absent
-        else:
-            roles = self.fold_roles(hp.fold)
+        hp = self.hparams
+        roles, self.missing = self._roles_and_missing()
         if self.missing:
             lister = "the filtered split" if hp.split == "filtered" else "the data set's index"
             log.warning("%d tracks listed by %s are missing on disk (listed in missing.csv): %s%s", len(self.missing),
