@@ -1,6 +1,6 @@
 """track_scores.csv for finished runs that lack one (runs made before runs wrote it), from each
 run's config.yaml and last checkpoint: the validation fold scored as its last validation scored
-it, and written only if it reproduces the accuracies the run logged. `python -m
+it, and written only if it reproduces the accuracies and the loss the run logged. `python -m
 genre_vit.summarize DIR --rescore` calls it before summarizing."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -60,21 +61,31 @@ def training_directory(run_dir: Path) -> Path:
     return Path(cwd) if cwd and Path(cwd).is_dir() else Path.cwd()
 
 
-def check_against_record(run_dir: Path, scores: TrackScores) -> None:
+LOSS_TOLERANCE = 1e-4  # relative: summation order moves the mean loss by ~1e-7, a changed track by far more
+
+
+def check_against_record(run_dir: Path, scores: TrackScores, segments_right: int, segments: int, loss: float) -> None:
     """Raise RescoreError unless `scores` hold as many tracks as the run validated and reproduce
-    its final fused, network and reference track accuracies, each to the track."""
+    its final fused, network and reference track accuracies, each to the track, its segment
+    accuracy (`segments_right` of `segments`), to the segment, and its mean segment `loss`."""
     record = read_record(run_dir) or {}
     final, count = record.get("final", {}), len(scores.labels)
+    logged_loss = final.get("val/loss", loss)
+    if abs(loss - logged_loss) > LOSS_TOLERANCE * max(1.0, abs(logged_loss)):
+        raise RescoreError(f"val/loss: {loss:.6f} where the run logged {logged_loss:.6f}: its data changed "
+                           "(a file replaced in place?), or its settings or numerics (bf16 on a GPU?) differ")
     if count != record.get("val_tracks", count):
         raise RescoreError(f"{count} validation tracks where the run validated {record['val_tracks']}: its data changed")
-    parts = {"val/track_acc": scores.predicted, "val/track_acc_network": scores.network.argmax(-1)}
+    parts = {"val/track_acc": (scores.predicted == scores.labels, "tracks"),
+             "val/track_acc_network": (scores.network.argmax(-1) == scores.labels, "tracks"),
+             "val/acc": (torch.ones(segments_right), "segments")}
     if scores.reference is not None:
-        parts["val/track_acc_reference"] = scores.reference.argmax(-1)
-    for metric, predicted in parts.items():
-        right = int((predicted == scores.labels).sum())
-        if metric in final and right != round(final[metric] * count):
-            raise RescoreError(f"{metric}: {right} of {count} tracks right where the run logged "
-                               f"{round(final[metric] * count)}: its data, settings or numerics (bf16 on a GPU?) differ")
+        parts["val/track_acc_reference"] = (scores.reference.argmax(-1) == scores.labels, "tracks")
+    for metric, (right, unit) in parts.items():
+        total = count if unit == "tracks" else segments
+        if metric in final and int(right.sum()) != round(final[metric] * total):
+            raise RescoreError(f"{metric}: {int(right.sum())} of {total} {unit} right where the run logged "
+                               f"{round(final[metric] * total)}: its data, settings or numerics (bf16 on a GPU?) differ")
 
 
 @torch.no_grad()
@@ -93,10 +104,15 @@ def rescore_run(run_dir: Path) -> Path:
         raise RescoreError(f"the data's classes are no longer the checkpoint's ({len(datamodule.classes)} against "
                            f"{len(predictor.class_names)}): its data changed")
     votes = TrackVotes(statistics=predictor.reference is not None)
+    segments_right, loss_sum = 0, 0.0
     for segments, labels, tracks in datamodule.val_dataloader():
-        votes.update(predictor.model(segments), labels, tracks, segments)
+        logits = predictor.model(segments)
+        votes.update(logits, labels, tracks, segments)
+        segments_right += int((logits.argmax(-1) == labels).sum())
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
     scores = scored_tracks(votes.compute(), predictor.reference)
-    check_against_record(run_dir, scores)
+    count = len(datamodule.val_set)
+    check_against_record(run_dir, scores, segments_right, count, loss_sum / count)
     return write_track_scores(run_dir, scores, datamodule.track_list.paths, datamodule.classes)
 
 

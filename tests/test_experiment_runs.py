@@ -215,8 +215,8 @@ def test_the_summary_scores_each_run_again_at_other_fusion_strengths(tmp_path):
 
 def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_written(tiny_run, tmp_path, caplog):
     sweep = tmp_path / "sweep"
-    old, broken, changed = (sweep / f"{job}_fold=1" for job in range(3))
-    for run in (old, broken, changed):
+    old, broken, changed, drifted = (sweep / f"{job}_fold=1" for job in range(4))
+    for run in (old, broken, changed, drifted):
         shutil.copytree(tiny_run, run)
         (run / "track_scores.csv").unlink()
     (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
@@ -224,6 +224,9 @@ def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_w
     logged = round(record["final"]["val/track_acc_network"] * 6)
     record["final"]["val/track_acc_network"] = (logged + 1) % 7 / 6  # as if the data had changed since
     (changed / "metrics.json").write_text(json.dumps(record))
+    record = json.loads((drifted / "metrics.json").read_text())
+    record["final"]["val/loss"] *= 1.001  # a file replaced in place: every accuracy the same, the loss not
+    (drifted / "metrics.json").write_text(json.dumps(record))
     summarize_main([str(sweep), "--rescore"])
     with open(tiny_run / "track_scores.csv") as f, open(old / "track_scores.csv") as g:
         written, rescored = list(csv.reader(f)), list(csv.reader(g))
@@ -231,12 +234,13 @@ def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_w
     assert np.allclose(np.array([row[3:] for row in rescored[1:]], float), np.array([row[3:] for row in written[1:]], float),
                        atol=1e-5)
     # no file where it cannot be, or does not reproduce the record; one line names the run; the others go on
-    assert not (broken / "track_scores.csv").exists() and not (changed / "track_scores.csv").exists()
+    assert not any((run / "track_scores.csv").exists() for run in (broken, changed, drifted))
     warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Cannot score")]
     assert any(w.startswith(f"Cannot score {broken} again: CheckpointError") for w in warnings)
     assert f"Cannot score {changed} again: RescoreError: val/track_acc_network: {logged} of 6 tracks right where the " \
            f"run logged {(logged + 1) % 7}" in "\n".join(warnings)
-    assert "| 1 of 3 |" in (sweep / "summary.md").read_text()
+    assert any(w.startswith(f"Cannot score {drifted} again: RescoreError: val/loss: ") for w in warnings)
+    assert "| 1 of 4 |" in (sweep / "summary.md").read_text()
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
