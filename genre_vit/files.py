@@ -19,6 +19,17 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 RUN_LOCK = ".run.lock"  # in a run folder: held by the live run that writes there
 
 
+@contextmanager
+def working_folder(path: str | Path) -> Iterator[None]:
+    """Run the block in `path`, then return to the folder before (contextlib.chdir is Python 3.11+)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def umask() -> int:
     """The process's umask (read by setting it and setting it back)."""
     mask = os.umask(0o022)

@@ -4,7 +4,6 @@ it, and written only if it reproduces the accuracies and the loss the run logged
 genre_vit.summarize DIR --rescore` calls it before summarizing."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from genre_vit.config import validate_shapes
+from genre_vit.files import working_folder
 from genre_vit.inference import Predictor
 from genre_vit.metrics import TrackVotes
 from genre_vit.reference import scored_tracks
@@ -96,7 +96,7 @@ def rescore_run(run_dir: Path) -> Path:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     cfg.data.report_dir = None  # the run's skipped.csv stays as the run wrote it
     predictor = Predictor.from_checkpoint(run_dir / LAST_CHECKPOINT)
-    with contextlib.chdir(training_directory(run_dir)):
+    with working_folder(training_directory(run_dir)):
         datamodule = instantiate(cfg.data, features=validate_shapes(cfg))
         datamodule.prepare_data()
         datamodule.setup("validate")

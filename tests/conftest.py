@@ -24,6 +24,7 @@ from omegaconf import DictConfig, open_dict
 from torchaudio.datasets.gtzan import gtzan_genres
 
 from genre_vit import CONFIG_DIR
+from genre_vit.files import working_folder
 
 # Under pytest-xdist (make test runs one worker per core), each worker and the runs it starts
 # use their share of the cores, not all of them.
@@ -72,17 +73,6 @@ def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subp
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
-
-
-@contextlib.contextmanager
-def working_folder(path: Path):
-    """Run the block in `path`, then return to the folder before (contextlib.chdir is Python 3.11+)."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def run_entry_point(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
