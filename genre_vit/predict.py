@@ -20,53 +20,92 @@ from rich.table import Table
 from genre_vit import CONFIG_DIR
 from genre_vit.cli import run_with_pasted_paths
 from genre_vit.data.audio import AudioError
-from genre_vit.data.sources import AUDIO_EXTENSIONS, files_under, why_not_audio
+from genre_vit.data.sources import AUDIO_EXTENSIONS, UNDECODABLE_EXTENSIONS, files_under, why_not_audio
 from genre_vit.inference import Predictor
 
 log = logging.getLogger(__name__)
 
 
-def audio_files(path: Path) -> list[Path]:
-    """The file, or the audio files at any depth under the folder (the rule training uses)."""
+TRAINING_CLIP = "training"  # clip_seconds: the checkpoint's data.clip_seconds, as validation scored tracks
+
+
+class OutputError(ValueError):
+    """predictions.csv cannot be written where `output` says."""
+
+
+def audio_files(path: Path) -> list[tuple[Path, str]]:
+    """(file, "") for the file, or for the audio files at any depth under the folder (the rule
+    training uses), and (file, why) for the folder's files in formats the decoder cannot read
+    (an .m4a: how to convert it), in path order."""
     if path.is_file():
-        return [path]
+        return [(path, "")]
     if not path.is_dir():
         raise FileNotFoundError(f"input={str(path)!r} is neither a file nor a folder")
     files, ignored = files_under(path)
     if not files:
         raise FileNotFoundError(f"input={str(path)!r} holds no audio files ({' '.join(AUDIO_EXTENSIONS)}) at any depth"
                                 + (f"; {ignored[0][0]}: {ignored[0][1]}" if ignored else ""))
+    undecodable = [(Path(name), reason) for name, reason in ignored if Path(name).suffix.lower() in UNDECODABLE_EXTENSIONS]
     for name, reason in ignored:
         log.warning("Skipping %s: %s", name, reason)
-    return files
+    return sorted([(f, "") for f in files] + undecodable)
+
+
+def check_settings(cfg: DictConfig) -> float | None:
+    """The seconds of each file to score; ValueError naming the key of a setting that cannot work."""
+    for key in ("top_k", "batch_size"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+            raise ValueError(f"{key}={cfg[key]!r} is invalid: allowed integers >= 1")
+    seconds = cfg.clip_seconds
+    if seconds != TRAINING_CLIP and seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
+        raise ValueError(f"clip_seconds={seconds!r} is invalid: allowed {TRAINING_CLIP} (the checkpoint's), null (all) "
+                         "or seconds > 0")
+    return seconds
 
 
 def predict(cfg: DictConfig) -> list[dict]:
+    """Write predictions.csv row by row (a stopped run keeps the rows written) and show the table."""
+    seconds = check_settings(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt)
+    clip_seconds = predictor.decoding.clip_seconds if seconds == TRAINING_CLIP else seconds
     k = min(cfg.top_k, len(predictor.class_names))
-    rows = []
-    for path in audio_files(Path(cfg.input)):
-        row = {"path": str(path), "genre": "", "error": ""}
-        try:
-            probs = predictor.probabilities(path, cfg.clip_seconds, cfg.batch_size)
-        except AudioError as err:
-            row["error"] = why_not_audio(path) or str(err)  # an .m4a: say how to convert it
-            log.warning("Cannot predict %s: %s", path, err)
-        else:
-            top = probs.topk(k)
-            row["genre"] = predictor.class_names[top.indices[0]]
-            for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-                row[f"top{rank}"], row[f"top{rank}_prob"] = predictor.class_names[i], round(p, 4)
-        rows.append(row)
+    files = audio_files(Path(cfg.input))
     output = Path(cfg.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     columns = ["path", "genre", *[f"top{r}{s}" for r in range(1, k + 1) for s in ("", "_prob")], "error"]
-    with output.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out = output.open("w", newline="")
+    except OSError as err:
+        raise OutputError(f"output={str(output)!r} cannot be written: {err.strerror or err}") from None
+    rows = []
+    with out:
+        writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        for path, why_not in files:
+            rows.append(predicted_row(predictor, path, why_not, clip_seconds, cfg.batch_size, k))
+            writer.writerow(rows[-1])
+            out.flush()
     show(rows, k, output)
     return rows
+
+
+def predicted_row(predictor: Predictor, path: Path, why_not: str, clip_seconds: float | None, batch_size: int,
+                  k: int) -> dict:
+    """The file's row: its genre and top-k classes with their probabilities, or the error."""
+    row = {"path": str(path), "genre": "", "error": why_not}
+    if why_not:
+        return row
+    try:
+        probs = predictor.probabilities(path, clip_seconds, batch_size)
+    except AudioError as err:
+        row["error"] = why_not_audio(path) or str(err)
+        log.warning("Cannot predict %s: %s", path, err)
+        return row
+    top = probs.topk(k)
+    row["genre"] = predictor.class_names[top.indices[0]]
+    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        row[f"top{rank}"], row[f"top{rank}_prob"] = predictor.class_names[i], round(p, 4)
+    return row
 
 
 def show(rows: list[dict], k: int, output: Path) -> None:

@@ -15,7 +15,15 @@ from omegaconf import OmegaConf
 from genre_vit.runs import TrackScores, write_track_scores
 from genre_vit.summarize import main as summarize_main
 from genre_vit.summarize import setting_of, split_by_config, summarize
-from tests.conftest import TINY, CodeRunningPayload, compose_config, run_entry_point, run_module, train_in_process
+from tests.conftest import (
+    TINY,
+    CodeRunningPayload,
+    compose_config,
+    run_entry_point,
+    run_module,
+    train_in_process,
+    write_tone,
+)
 
 
 def train(tmp_path, shared_cache, *overrides, run_dir=None):
@@ -287,18 +295,48 @@ def test_predict_needs_only_the_checkpoint_and_survives_a_corrupt_file(tiny_run,
     rate = 22050
     sf.write(songs / "a.wav", np.sin(np.arange(rate * 9) * 0.05) * 0.3, rate)
     (songs / "broken.wav").write_bytes(b"not audio" * 50)
+    (songs / "phone.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    (songs / "notes.txt").write_text("not a song")
     sf.write(songs / "b.flac", np.random.default_rng(0).standard_normal(rate * 12) * 0.1, rate)
     result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={songs}",
                              f"output={tmp_path / 'predictions.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "predictions.csv") as f:
         rows = {r["path"].rsplit("/", 1)[1]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"a.wav", "b.flac", "broken.wav"}
+    assert list(rows) == ["a.wav", "b.flac", "broken.wav", "phone.m4a"]  # a file that is not audio gets no row
     assert rows["broken.wav"]["error"].startswith("unreadable audio") and rows["broken.wav"]["genre"] == ""
+    assert "ffmpeg -i phone.m4a phone.flac" in rows["phone.m4a"]["error"]
     for name in ("a.wav", "b.flac"):
         probs = [float(rows[name][f"top{r}_prob"]) for r in (1, 2, 3)]
         assert rows[name]["genre"] == rows[name]["top1"] and probs == sorted(probs, reverse=True) and sum(probs) <= 1.0001
     assert "genre predictions" in result.stdout and "broken.wav" in result.stdout
+
+
+def test_predict_scores_the_seconds_the_checkpoint_validated_on_unless_told_otherwise(tiny_run, tmp_path):
+    """tiny_run validated the first 8 s of each track (debug=fast's data.clip_seconds)."""
+    sf.write(tmp_path / "long.wav", np.random.default_rng(1).standard_normal(22050 * 20) * 0.1, 22050)
+    probabilities = {}
+    for seconds in ("training", "8", "null"):
+        output = tmp_path / f"{seconds}.csv"
+        result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}",
+                                 f"input={tmp_path / 'long.wav'}", f"output={output}", f"clip_seconds={seconds}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with open(output) as f:
+            probabilities[seconds] = next(csv.DictReader(f))
+    assert probabilities["training"] == probabilities["8"] != probabilities["null"]
+
+
+@pytest.mark.parametrize("override,error", [
+    ("output={tmp}", r"error: output='.*' cannot be written: Is a directory$"),
+    ("top_k=0", r"error: top_k=0 is invalid: allowed integers >= 1$"),
+    ("batch_size=0", r"error: batch_size=0 is invalid: allowed integers >= 1$"),
+    ("clip_seconds=-3", r"error: clip_seconds=-3 is invalid: allowed training \(the checkpoint's\), null \(all\) or seconds > 0$"),
+])
+def test_predict_settings_that_cannot_work_are_one_line_before_any_file_is_scored(tiny_run, tmp_path, override, error):
+    write_tone(tmp_path / "song.wav", 9.0)
+    result = run_entry_point("genre_vit.predict", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", f"input={tmp_path}",
+                             override.format(tmp=tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and re.match(error, result.stderr.strip().splitlines()[-1])
 
 
 def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
