@@ -55,7 +55,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath, PurePosixPath
 from typing import BinaryIO, TypeVar
 
@@ -180,6 +180,14 @@ def emptied(folder: Path, pattern: str) -> Path:
     return folder
 
 
+def only_classes(folder: Path, classes: Iterable[str]) -> Path:
+    """`folder`, created if need be, without the class folders an earlier build with other classes left."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in set(classes)):
+        shutil.rmtree(stale)
+    return folder
+
+
 def write_excerpts(tracks: list[Path], out: Path, label: str, count: int, seconds: float, seed: int) -> list[Path]:
     """`count` excerpts of `seconds` from tracks drawn with `seed`, as `out/<label>/<label>.NNN.flac`."""
     if len(tracks) < count:
@@ -207,6 +215,10 @@ def write_events(excerpts: list[Path], out: Path, seconds: float, seed: int,
     if not MIN_EVENT_SECONDS <= longest <= seconds:
         raise SoundtrackError(f"--event-sound {longest:g}: allowed {MIN_EVENT_SECONDS:g} to the clip's {seconds:g} s")
     rng = np.random.default_rng(seed)
+    classes = {excerpt.parent.name for excerpt in excerpts}
+    only_classes(out, classes)
+    for label in classes:
+        emptied(out / label, "*.flac")  # an earlier build's clips beyond this one's
     written = []
     for excerpt in excerpts:
         wave, rate = sf.read(str(excerpt), dtype="float32", always_2d=True)
@@ -328,9 +340,10 @@ def write_padded(recordings: Mapping[str, Sequence[PurePath]], read: Callable[[P
                  out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """`count` recordings of each class drawn with `seed` (each as `read` decodes it), each as
     `out/<class>/<name>.wav`: a clip of `seconds` of zeros holding the recording (its first
-    `seconds`) at a place drawn with `seed`."""
+    `seconds`) at a place drawn with `seed`. What an earlier build left in `out` is removed."""
     rng = np.random.default_rng(seed)
     written = []
+    only_classes(out, recordings)
     for name, files in recordings.items():
         folder = emptied(out / name, "*.wav")
         for recording in drawn(files, count, seed):
@@ -348,17 +361,13 @@ def write_padded(recordings: Mapping[str, Sequence[PurePath]], read: Callable[[P
 
 def write_effects(package_root: Path, out: Path, count: int, seconds: float, seed: int) -> list[Path]:
     """The clips of `write_padded` for every family of `effect_families` in the unpacked EFFECTS
-    package at `package_root`, read from its zip archive as they are needed. Class folders an
-    earlier build left (another `count` admits other families) are removed."""
+    package at `package_root`, read from its zip archive as they are needed."""
     package, archive_path, _ = EFFECTS
     with zipfile.ZipFile(package_root / archive_path) as archive:
         families = effect_families(archive, count)
         if len(families) < 2:
             raise SoundtrackError(f"--effects: {len(families)} families of at least {count} distinct recordings "
                                   f"in {package}; a task needs 2 (lower --per-class)")
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in families):
-            shutil.rmtree(stale)
         return write_padded(families, lambda member: read_audio(io.BytesIO(archive.read(str(member)))),
                             out, count, seconds, seed)
 
@@ -378,6 +387,7 @@ def build(out: Path, classes: list[str], per_class: int, seconds: float, seed: i
         if clip_seconds is not None and not clip_seconds > 0:
             raise SoundtrackError(f"{option} {clip_seconds:g}: the clips' length in seconds, above 0")
     packages, excerpts = [], []
+    only_classes(out / "tracks", classes)
     for label in classes:
         package, music = SOUNDTRACKS[label]
         tracks = long_tracks(unpack(package, out) / music, seconds + MARGIN_SECONDS)

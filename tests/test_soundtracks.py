@@ -284,6 +284,12 @@ def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_c
     sf.write(str(out / "tracks" / "fake" / "fake.001.flac"), np.zeros(100), 8000)   # another build's clip
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 1
 
+    for folder in ("tracks", "events"):  # a class an earlier build with other --classes wrote
+        tone(out / folder / "gone" / "gone.000.flac", 2)
+    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "3", "--events", "2"]) == 0
+    for folder in ("tracks", "events"):  # what the set holds is this build's, as SHA256SUMS lists it
+        assert sorted(p.relative_to(out / folder).as_posix() for p in (out / folder).rglob("*.flac")) == excerpts[:3]
+
 
 @pytest.mark.parametrize("args,message", [
     (["--takes", "0"], "--takes 0: allowed 1 to 26"),
