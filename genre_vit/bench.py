@@ -43,14 +43,15 @@ CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 
 class Timed:
-    """Dataset mixin that adds up the time spent building batches (the loader's share)."""
+    """Dataset mixin that adds up the time spent building batches (the loader's share) and counts them."""
 
-    fetch_seconds = 0.0
+    fetch_seconds, fetches = 0.0, 0
 
     def __getitem__(self, index):
         start = time.perf_counter()
         batch = super().__getitem__(index)
         self.fetch_seconds += time.perf_counter() - start
+        self.fetches += 1
         return batch
 
 
@@ -64,17 +65,24 @@ class TimedCrops(Timed, CropBatchDataset):
 
 class StepClock(L.Callback):
     """Wall time from the start of the first timed step (after `warmup` steps) to the end of the
-    last step, as the raw loop measures it."""
+    last step, as the raw loop measures it, and the mean time `dataset` (Timed) took to build a
+    batch in that window (the warmup's batches, built before it, left out)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end = warmup, None, None
+    def __init__(self, warmup: int, dataset: Timed):
+        self.warmup, self.dataset, self.start, self.end = warmup, dataset, None, None
+        self.fetched_before: tuple[float, int] = (0.0, 0)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup and self.start is None:
             self.start = time.perf_counter()
+            self.fetched_before = (self.dataset.fetch_seconds, self.dataset.fetches)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.end = time.perf_counter()
+
+    def seconds_per_batch_built(self) -> float:
+        seconds, count = self.dataset.fetch_seconds - self.fetched_before[0], self.dataset.fetches - self.fetched_before[1]
+        return seconds / max(count, 1)
 
 
 def _loader(cfg: DictConfig, image_shape: tuple[int, int], batch_size: int, batches: int) -> DataLoader:
@@ -127,13 +135,13 @@ def lightning_loop(cfg: DictConfig, image_shape, batch_size: int, steps: int, wa
     """(segments per second, share of step time spent building batches) of Trainer.fit."""
     module = _module(cfg)
     loader = _loader(cfg, image_shape, batch_size, steps + warmup)
-    clock = StepClock(warmup)
+    clock = StepClock(warmup, loader.dataset)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, logger=False, callbacks=[clock],
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(module, train_dataloaders=loader)
     seconds = clock.end - clock.start
-    return batch_size * steps / seconds, loader.dataset.fetch_seconds / seconds
+    return batch_size * steps / seconds, clock.seconds_per_batch_built() * steps / seconds
 
 
 def flops_per_segment(cfg: DictConfig, image_shape) -> float:
