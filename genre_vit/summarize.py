@@ -160,7 +160,8 @@ def seed_of(overrides: list[str]) -> str:
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    """Mean and sample std; one value has no std (NaN)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def _by(jobs: list[dict], key: str) -> dict:
@@ -205,7 +206,9 @@ def write_csv(jobs: list[dict], path: Path) -> None:
 
 
 def _percent(mean_std: tuple[float, float]) -> str:
-    return "-" if math.isnan(mean_std[0]) else f"{100 * mean_std[0]:.1f} ± {100 * mean_std[1]:.1f}"
+    if math.isnan(mean_std[0]):
+        return "-"
+    return f"{100 * mean_std[0]:.1f}" + ("" if math.isnan(mean_std[1]) else f" ± {100 * mean_std[1]:.1f}")
 
 
 def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
@@ -284,7 +287,8 @@ def plot_settings(rows: list[dict], path: Path) -> None:
     """A bar per setting: the last epoch's mean val/track_acc with its std over folds."""
     rows = [r for r in rows if r["runs"]]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4.5))
-    ax.bar(range(len(rows)), [r["last"][0] for r in rows], yerr=[r["last"][1] for r in rows], capsize=4)
+    spread = [0.0 if math.isnan(r["last"][1]) else r["last"][1] for r in rows]  # one fold: no bar
+    ax.bar(range(len(rows)), [r["last"][0] for r in rows], yerr=spread, capsize=4)
     ax.set_xticks(range(len(rows)), [r["setting"].replace(" ", "\n") for r in rows], fontsize=7)
     ax.set(ylabel="val/track_acc, last epoch (mean ± std over folds)", ylim=(0, 1), title="settings, best first")
     fig.tight_layout()
