@@ -98,8 +98,10 @@ def collect_jobs(root: Path) -> list[dict]:
         job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": " ".join(overrides)}
         metrics = read_record(run_dir)
         if metrics is not None:
-            resume = f"{metrics['signal']} in epoch {metrics['stopped_at']['epoch']}; resume with: {metrics['resume']}" \
-                if metrics.get("resume") else ""
+            resume = ""
+            if metrics.get("status") == "interrupted":
+                how = f"resume with: {metrics['resume']}" if metrics.get("resume") else "no checkpoint yet: run it again"
+                resume = f"{metrics.get('signal')} in epoch {metrics.get('stopped_at', {}).get('epoch')}; {how}"
             job.update(status=metrics.get("status", "completed"), fold=metrics.get("fold"), error=metrics.get("error") or resume,
                        best_epoch=metrics.get("best_epoch"), epochs=metrics.get("epochs"),
                        steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"))

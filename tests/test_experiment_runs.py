@@ -251,6 +251,17 @@ def test_rescore_writes_the_track_scores_a_run_made_before_the_file_would_have_w
     assert "| 1 of 4 |" in (sweep / "summary.md").read_text()
 
 
+def test_a_job_interrupted_before_its_first_checkpoint_is_listed_with_what_to_do(tmp_path):
+    write_job(tmp_path, "0", ["fold=0"], last=0.5, best=0.5)
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["fold=1"]))
+    (tmp_path / "1" / "metrics.json").write_text(json.dumps({
+        "status": "interrupted", "signal": "SIGINT", "fold": 1, "stopped_at": {"epoch": 0, "batch": 3},
+        "checkpoint": None, "resume": None}))
+    summarize(tmp_path)
+    assert "(interrupted): SIGINT in epoch 0; no checkpoint yet: run it again" in (tmp_path / "summary.md").read_text()
+
+
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):
     for name, fold, seed, last in (("a", 0, 1, 0.4), ("b", 1, 1, 0.6), ("c", 0, 2, 0.6), ("d", 1, 2, 1.0)):
         write_job(tmp_path, name, [f"fold={fold}", f"seed={seed}", "model=cnn"], last=last, best=last)
