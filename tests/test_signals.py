@@ -1,5 +1,5 @@
 """Interruption and resume through the real entry point: a run that sends itself a signal at a
-chosen batch (mid-epoch, after the next-to-last batch, during validation) stops where its resume,
+chosen batch (mid-epoch, after the last batch, during validation) stops where its resume,
 with `ckpt_path=last`, ends at the uninterrupted run's metrics. (A run killed from outside:
 test_kill_and_resume.py.)"""
 import shlex
@@ -26,10 +26,10 @@ def uninterrupted_short(tmp_path_factory, shared_cache):
 
 # The interrupted epoch is never the last (of 3): only its own epoch means cover fewer batches.
 @pytest.mark.parametrize("stage, epoch, batch, signum, stopped_at", [
-    # mid-epoch: the signal comes after batch 10 was checked, so training stops after batch 11
-    ("train", 1, 10, "SIGINT", {"epoch": 1, "batch": 12}),
-    # after the next-to-last batch: read after the last one, so training stops when the epoch ends
-    ("train", 1, -2, "SIGTERM", {"epoch": 2, "batch": 0}),
+    # mid-epoch: the signal comes after batch 10, which GracefulStop (the last callback) then checks
+    ("train", 1, 10, "SIGINT", {"epoch": 1, "batch": 11}),
+    # after the last batch: training stops when the epoch ends
+    ("train", 1, -1, "SIGTERM", {"epoch": 2, "batch": 0}),
     ("validate", 0, 0, "SIGTERM", {"epoch": 1, "batch": 1}),    # during validation: after the next epoch's first batch
 ], ids=["mid-epoch", "last-batch", "validation"])
 def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
