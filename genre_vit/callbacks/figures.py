@@ -54,6 +54,18 @@ class ValidationImages(L.Callback):
 
     def __init__(self, num_examples: int):
         self.num_examples = num_examples
+        self.examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (x, true, predicted)
+
+    # The examples are predicted during validation, with the weights it scores (an average's, under
+    # averaging=ema/swa, which is swapped out again at the epoch's end).
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx or dataloader_idx or trainer.sanity_checking or not self.num_examples:
+            return
+        dataset = trainer.datamodule.val_set
+        x, y, _ = dataset[torch.linspace(0, len(dataset) - 1, self.num_examples).long().tolist()]
+        with torch.no_grad():
+            self.examples = x, y, pl_module(x.to(pl_module.device)).argmax(dim=1).cpu()
 
     # on_validation_end: Lightning runs callbacks' on_validation_epoch_end before the module's,
     # which is where this epoch's confusion matrix is computed.
@@ -64,18 +76,12 @@ class ValidationImages(L.Callback):
         names, step = pl_module.hparams.class_names, trainer.global_step
         figure = confusion_figure(pl_module.last_val_confusion, names, f"validation tracks, epoch {trainer.current_epoch}")
         writer.add_figure("val/confusion_matrix", figure, global_step=step)
-        if self.num_examples:
-            writer.add_figure("val/examples", self._examples(trainer, pl_module, names), global_step=step)
-
-    def _examples(self, trainer: L.Trainer, pl_module: L.LightningModule, names: list[str]) -> Figure:
-        dataset = trainer.datamodule.val_set
-        index = torch.linspace(0, len(dataset) - 1, self.num_examples).long().tolist()
-        x, y, _ = dataset[index]
-        with torch.no_grad():
-            predicted = pl_module(x.to(pl_module.device)).argmax(dim=1).cpu()
-        pairs = list(zip(y.tolist(), predicted.tolist()))
-        return examples_figure(x, [f"true {names[true]}\npred {names[guess]}" for true, guess in pairs],
-                               [true == guess for true, guess in pairs])
+        if self.examples is not None:
+            x, true, predicted = self.examples
+            pairs = list(zip(true.tolist(), predicted.tolist()))
+            writer.add_figure("val/examples", examples_figure(x, [f"true {names[t]}\npred {names[p]}" for t, p in pairs],
+                                                              [t == p for t, p in pairs]), global_step=step)
+            self.examples = None
 
 
 def _tensorboard(trainer: L.Trainer) -> Any:
