@@ -42,16 +42,20 @@ def _is_path_key(key: str) -> bool:
 def quote_paths(args: list[str]) -> list[str]:
     """Command-line overrides with every path value that Hydra cannot parse as written (`=`, `,`
     with `=`, quotes) quoted for it, so that a path copied from a log, metrics.json or summary.csv
-    works as pasted. Overrides that parse are left alone (`ckpt_path=a.ckpt,b.ckpt` stays a sweep)."""
+    works as pasted. A path with a comma is a sweep only in a multirun (`-m ckpt_path=a.ckpt,b.ckpt`
+    stays one); without `-m`, where a sweep is an error, it is one path (`input=/music/Crosby, Stills.wav`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     parser, quoted = OverridesParser.create(), []
+    multirun = any(arg in ("-m", "--multirun") for arg in args)
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and not arg.startswith("-") and _is_path_key(key) and "${" not in value:
             try:
-                parser.parse_override(arg)
+                parsed = parser.parse_override(arg)
+                if not multirun and parsed.is_sweep_override():
+                    arg = f"{key}={hydra_quote(value)}"
             except HydraException:
                 arg = f"{key}={hydra_quote(value)}"
         quoted.append(arg)
