@@ -85,6 +85,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "features.image_size": ((lambda v: v is None or _pair_of_ints(v)), "null or two integers >= 1"),
     "features.top_db": _optional(_number(1e-6)),
     "features.sound_within_db": _optional(_number(1e-6)),
+    "features.end_window": _one_of(True, False),
     "model.patch_size": (_pair_of_ints, "two integers >= 1"),
     "model.patch_stride": ((lambda v: v is None or _pair_of_ints(v)), "null (no overlap) or two integers >= 1"),
     "model.stem_channels": _list_of_ints(non_empty=False),

@@ -26,6 +26,9 @@ HELD_OUT_KEY = "genre_vit_held_out"  # the split's validation and test tracks (G
 SPLIT_KEYS = ("split", "num_folds", "fold", "split_seed", "test_fraction")
 # Where from_config reads each setting: the config section of each recipe section, and the keys it renames.
 CONFIG_SECTIONS = {"decoding": "data", "split": "data", "features": "features", "model": "model", "reference": "reference"}
+# Feature settings added since checkpoints began to carry their recipe: what the features of a
+# checkpoint written before each did (so a resume names the difference and its fix).
+FEATURES_BEFORE_THEIR_KEYS = {"end_window": False}
 RENAMED_KEYS = {"split.fold": "fold", "batches.seed": "seed", "batches.batch_size": "data.batch_size"}
 
 
@@ -76,7 +79,7 @@ class Recipe:
         required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
         if not isinstance(saved, dict) or not required <= set(saved) <= fields:
             raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint of this version (it has no recipe)")
-        return cls(**saved)
+        return cls(**{**saved, "features": {**FEATURES_BEFORE_THEIR_KEYS, **saved["features"]}})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

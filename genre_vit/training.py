@@ -111,7 +111,7 @@ def settings_fix(saved: Recipe, recipe: Recipe, counts: Callable[[str], bool] = 
 
 
 INPUT_KEYS = ("decoding.sample_rate", "features", "model")  # what must match for weights to mean the same
-WINDOW_CHOICE_KEYS = ("features.segment_step", "features.sound_within_db")  # which windows are scored: free
+WINDOW_CHOICE_KEYS = ("features.segment_step", "features.sound_within_db", "features.end_window")  # which windows are scored: free
 
 
 def fixes_the_weights_meaning(key: str) -> bool:

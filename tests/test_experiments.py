@@ -14,6 +14,7 @@ def test_paper_preset_is_the_original_report():
     assert cfg.optim.scheduler is None and cfg.augment.freq_mask == 0 and cfg.augment.mixup_alpha == 0
     assert not cfg.model.stem_channels and cfg.model.drop_path == 0 and cfg.model.head_hidden == 128
     assert not cfg.data.random_crops and cfg.data.batch_size == 64 and cfg.trainer.max_steps == -1
+    assert not cfg.features.end_window  # the report's windows, every 256 frames from the start
 
 
 def test_v1_defaults_are_the_defaults_before_the_small_data_recipe():
@@ -61,3 +62,14 @@ def test_a_refused_resume_names_the_overrides_that_restore_the_checkpoints_setti
                          "features.sound_within_db=null"]
     assert Recipe.from_config(compose_config(*esc50, *overrides), ["dog", "rain"]) == before
     assert before.restoring_overrides(dataclasses.replace(now, class_names=["cat", "rain"])) is None  # no key fixes that
+
+
+def test_a_checkpoint_from_before_the_end_window_resumes_with_the_override_it_names():
+    cfg = compose_config()
+    written_before = Recipe.from_config(cfg, ["dog", "rain"]).to_dict()
+    del written_before["features"]["end_window"]  # as a checkpoint written before the setting existed
+    saved = Recipe.from_checkpoint({"genre_vit_recipe": written_before}, "old.ckpt")
+    assert saved.features["end_window"] is False  # what its windows were
+    overrides = saved.restoring_overrides(Recipe.from_config(cfg, ["dog", "rain"]))
+    assert overrides == ["features.end_window=false"]
+    assert Recipe.from_config(compose_config(*overrides), ["dog", "rain"]) == saved

@@ -33,6 +33,26 @@ def test_segmenter_windows_are_the_spectrogram_columns():
     assert torch.equal(segments[1], spec[:, 3:7]) and torch.equal(segments[2], spec[:, 6:10])
 
 
+def test_the_end_window_ends_at_the_last_frame_where_two_or_more_frames_are_left_past_the_last_window():
+    spec = torch.arange(3 * 12, dtype=torch.float32).reshape(3, 12)
+    segments = Segmenter(4, 3, end_window=True)(spec)  # starts 0, 3, 6: frames 10 and 11 in no window
+    assert segments.shape == (4, 3, 4) and torch.equal(segments[3], spec[:, 8:12])
+    assert Segmenter(4, 3)(spec).shape == (3, 3, 4)  # end_window=False: as checkpoints before it
+    assert Segmenter(4, 3, end_window=True)(spec[:, :11]).shape == (3, 3, 4)  # one frame left: a centred STFT's end
+    assert Segmenter(4, 3, end_window=True)(spec[:, :10]).shape == (3, 3, 4)  # none left
+
+
+def test_a_sound_in_a_clips_last_half_second_is_the_window_scored():
+    rate, t = 22050, torch.arange(22050 * 5) / 22050
+    clip = torch.where(t > 4.6, 0.3 * torch.sin(2 * torch.pi * 440 * t), torch.zeros(()))
+    settings = dict(sample_rate=rate, n_fft=1024, hop_length=512, n_mels=64, f_min=0.0, f_max=None, window="hann",
+                    segment_frames=64, segment_step=32, image_size=None, sound_within_db=20.0)
+    spectrogram = MelFeatures(**settings).spectrogram(clip)  # 216 frames; windows every 32 end at frame 192
+    assert MelFeatures(**settings, end_window=True)(clip).shape[0] == 1
+    assert torch.equal(MelFeatures(**settings, end_window=True)(clip)[0], spectrogram[:, -64:])
+    assert MelFeatures(**settings)(clip).shape[0] == 5  # no window holds the sound: every silent one is scored
+
+
 def test_too_short_audio_gives_no_segment():
     assert stft()(torch.randn(22050)).shape == (0, 128, 32)
 

@@ -25,8 +25,8 @@ def test_run_writes_metrics_json(tiny_run):
     assert metrics["status"] == "completed" and metrics["fold"] == 1 and metrics["epochs"] == 2
     assert metrics["steps"] == 2 * 4  # debug=fast: 2 epochs of data.batches_per_epoch=4 random-crop batches
     assert metrics["train_tracks"] == 24 and metrics["val_tracks"] == 6  # 30 tracks, 5 folds
-    # 8 s = 344 frames: windows of 128 frames every 64 start at 0, 64, 128 and 192
-    assert metrics["train_segments"] == 24 * 4 and metrics["val_segments"] == 6 * 4
+    # 8 s = 344 frames: windows of 128 frames every 64 start at 0, 64, 128 and 192, and one ends at the last frame
+    assert metrics["train_segments"] == 24 * 5 and metrics["val_segments"] == 6 * 5
     assert 0.0 <= metrics["best"]["val/track_acc"] <= 1.0 and metrics["best_epoch"] in (0, 1)
     assert metrics["final"]["val/track_acc_best"] >= metrics["final"]["val/track_acc"]
     assert metrics["num_params"] > 0 and metrics["wall_time_s"] > 0

@@ -50,21 +50,31 @@ def floor_setting(top_db: float | None) -> dict:
     return {} if top_db is None else {"top_db": float(top_db)}
 
 
+def windows_of(x: torch.Tensor, size: int, step: int, end_window: bool) -> torch.Tensor:
+    """(..., frames) -> (windows, ..., size): windows every `step` frames; with `end_window`, one
+    more ending at the last frame where the step leaves two or more frames past the last of them,
+    so that a sound in a clip's last half second is scored too. (One frame left over is the end a
+    centred STFT adds to a clip of whole windows, such as a short clip repeated to fill one: half
+    of it is padding, and its window would repeat the last one.) Needs frames >= size."""
+    windows = x.unfold(-1, size, step).movedim(-2, 0)
+    if end_window and (x.shape[-1] - size) % step > 1:
+        windows = torch.cat([windows, x[..., -size:].unsqueeze(0)])
+    return windows
+
+
 class Segmenter(nn.Module):
-    """(freq, frames) -> (segments, freq, segment_frames): windows every `step` frames.
+    """(freq, frames) -> (segments, freq, segment_frames): windows every `step` frames, and with
+    `end_window` one ending at the last frame (`windows_of`); a spectrogram shorter than one
+    window gives zero segments."""
 
-    Frames past the last whole window are dropped; a spectrogram shorter than one window gives
-    zero segments.
-    """
-
-    def __init__(self, segment_frames: int, segment_step: int):
+    def __init__(self, segment_frames: int, segment_step: int, end_window: bool = False):
         super().__init__()
-        self.segment_frames, self.segment_step = segment_frames, segment_step
+        self.segment_frames, self.segment_step, self.end_window = segment_frames, segment_step, end_window
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         if spec.shape[-1] < self.segment_frames:
             return spec.new_zeros(0, spec.shape[-2], self.segment_frames)
-        return spec.unfold(-1, self.segment_frames, self.segment_step).permute(1, 0, 2).contiguous()
+        return windows_of(spec, self.segment_frames, self.segment_step, self.end_window).contiguous()
 
 
 class Resize(nn.Module):
@@ -95,15 +105,18 @@ class SegmentFeatures(nn.Module):
     them at that many dB below the track's loudest bin (librosa's `power_to_db` uses 80), so
     zero padding lies just under the quietest sound kept instead of tens of dB below it.
 
+    `end_window` adds a window ending at the last frame (`windows_of`); False (as checkpoints
+    written before it existed) leaves the frames past the last whole window out of every window.
+
     `sound_within_db` keeps only the windows that hold sound (`sounding_starts`: a frame whose
-    loudest bin is within that many dB of the track's loudest), every window if none does: the
-    silence of a padded clip is neither scored nor trained on, and random crops follow the
-    same rule. None keeps every window.
+    loudest bin is within that many dB of the track's loudest), every window if none does (the
+    sound lies past the last window: only without `end_window`): the silence of a padded clip is
+    neither scored nor trained on, and random crops follow the same rule. None keeps every window.
     """
 
     def __init__(self, spectrogram: nn.Module, row_hz: torch.Tensor, frame_rate: float, segment_frames: int,
                  segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None,
-                 sound_within_db: float | None = None):
+                 sound_within_db: float | None = None, end_window: bool = False):
         super().__init__()
         num_bins = len(row_hz)
         if segment_frames < 1 or segment_step < 1:
@@ -111,7 +124,7 @@ class SegmentFeatures(nn.Module):
         if top_db is not None and not top_db > 0:
             raise ValueError(f"top_db={top_db} must be > 0 (dB below the track's peak), or null")
         self.spectrogram = nn.Sequential(spectrogram, T.AmplitudeToDB(stype="power", top_db=top_db))
-        self.segment = Segmenter(segment_frames, segment_step)
+        self.segment = Segmenter(segment_frames, segment_step, end_window)
         self.resize = Resize(image_size)
         self.image_shape = tuple(image_size) if image_size is not None else (num_bins, segment_frames)
         self.segment_seconds = segment_frames / frame_rate
@@ -125,12 +138,12 @@ class SegmentFeatures(nn.Module):
     @torch.no_grad()
     def cut(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """(freq, frames) -> (segments, *image_shape): the windows of one track's spectrogram,
-        every one, or with `sound_within_db` those that hold sound (every one if none does: the
-        sound lies past the last whole window)."""
+        every one, or with `sound_within_db` those that hold sound (every one if none does)."""
         windows = self.segment(spectrogram)
         if self.sound_within_db is not None and len(windows):
             frames = sounding_frames(spectrogram, self.sound_within_db)
-            sounding = frames.unfold(0, self.segment_frames, self.segment.segment_step).any(dim=1)  # as Segmenter cuts
+            segment = self.segment  # the sounding frames cut as the spectrogram is
+            sounding = windows_of(frames, segment.segment_frames, segment.segment_step, segment.end_window).any(dim=1)
             windows = windows[sounding] if sounding.any() else windows
         return self.resize(windows)
 
@@ -144,10 +157,10 @@ class StftFeatures(SegmentFeatures):
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, window: str, segment_frames: int,
                  segment_step: int, image_size: Sequence[int] | None, top_db: float | None = None,
-                 sound_within_db: float | None = None):
+                 sound_within_db: float | None = None, end_window: bool = False):
         spec = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, torch.linspace(0, sample_rate / 2, n_fft // 2 + 1), sample_rate / hop_length,
-                         segment_frames, segment_step, image_size, top_db, sound_within_db)
+                         segment_frames, segment_step, image_size, top_db, sound_within_db, end_window)
         self.settings = {"kind": "stft", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "window": window, **floor_setting(top_db)}
 
@@ -166,11 +179,11 @@ class MelFeatures(SegmentFeatures):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
                  f_max: float | None, window: str, segment_frames: int, segment_step: int,
                  image_size: Sequence[int] | None, top_db: float | None = None,
-                 sound_within_db: float | None = None):
+                 sound_within_db: float | None = None, end_window: bool = False):
         spec = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                 f_min=f_min, f_max=f_max, window_fn=window_fn(window), power=2.0)
         super().__init__(spec, mel_centres(n_mels, f_min, f_max or sample_rate / 2), sample_rate / hop_length,
-                         segment_frames, segment_step, image_size, top_db, sound_within_db)
+                         segment_frames, segment_step, image_size, top_db, sound_within_db, end_window)
         self.settings = {"kind": "mel", "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
                          "n_mels": n_mels, "f_min": f_min, "f_max": f_max, "window": window, **floor_setting(top_db)}
 
