@@ -1,6 +1,7 @@
 """Command lines: paths pasted as they are, and commands printed for pasting back."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -42,19 +43,18 @@ def _is_path_key(key: str) -> bool:
 def quote_paths(args: list[str]) -> list[str]:
     """Command-line overrides with every path value that Hydra cannot parse as written (`=`, `,`
     with `=`, quotes) quoted for it, so that a path copied from a log, metrics.json or summary.csv
-    works as pasted. A path with a comma is a sweep only in a multirun (`-m ckpt_path=a.ckpt,b.ckpt`
-    stays one); without `-m`, where a sweep is an error, it is one path (`input=/music/Crosby, Stills.wav`)."""
+    works as pasted. A value with a comma that Hydra reads as a sweep is one path if a file or
+    folder of that whole name exists (`input=/music/Crosby, Stills.wav`), a sweep otherwise
+    (`ckpt_path=a.ckpt,b.ckpt`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     parser, quoted = OverridesParser.create(), []
-    multirun = any(arg in ("-m", "--multirun") for arg in args)
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and not arg.startswith("-") and _is_path_key(key) and "${" not in value:
             try:
-                parsed = parser.parse_override(arg)
-                if not multirun and parsed.is_sweep_override():
+                if parser.parse_override(arg).is_sweep_override() and os.path.exists(os.path.expanduser(value)):
                     arg = f"{key}={hydra_quote(value)}"
             except HydraException:
                 arg = f"{key}={hydra_quote(value)}"

@@ -121,7 +121,7 @@ class GenreClassifier(L.LightningModule):
         accuracy = getattr(self, f"{stage}_acc")
         accuracy(logits, y)
         getattr(self, f"{stage}_tracks").update(logits, y, tracks, x if self.reference is not None else None)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, sync_dist=True)  # DDP: all shares
         self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
 
     def _log_track_metrics(self, stage: str) -> tuple[dict[str, torch.Tensor], TrackScores]:

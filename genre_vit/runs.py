@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 RECORD_FILE = "metrics.json"
 TRACK_SCORES_FILE = "track_scores.csv"  # the last validation's scores of every validation track
 CROSS_VALIDATION_FILE = "cross_validation.json"  # fold=all: mean and std over the folds' runs
+HISTORY_FILE = "history.csv"  # one row per epoch (callbacks.history.EpochHistory)
 STATUSES = ("completed", "failed", "interrupted")
 
 # What a run logs (`optimized_metric` must be one of these). Lightning names a metric logged per

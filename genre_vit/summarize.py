@@ -25,7 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from genre_vit.cli import override_value  # noqa: E402
+from genre_vit.recipe import FEATURES_BEFORE_THEIR_KEYS  # noqa: E402
 from genre_vit.runs import (  # noqa: E402
+    HISTORY_FILE,
     NOT_RESULT_KEYS,
     RECORD_FILE,
     REFERENCE_METRICS,
@@ -125,6 +127,8 @@ def composed_settings(run_dir: Path, root: Path) -> dict[str, Any]:
     flattened, without the sections and keys that do not change what it computes; {} if none."""
     path = hydra_record(run_dir, "config.yaml", root)
     config = (yaml.safe_load(path.read_text()) or {}) if path else {}
+    if isinstance(config.get("features"), dict):  # a run from before a feature setting: what it did
+        config["features"] = {**FEATURES_BEFORE_THEIR_KEYS, **config["features"]}
     return {key: value for key, value in flattened(config).items()
             if key.split(".", 1)[0] not in NOT_SETTING_SECTIONS and not key_ends_with(key, NOT_RESULT_KEYS)}
 
@@ -251,7 +255,7 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.csv"
+    path = run_dir / HISTORY_FILE
     if not path.exists():
         return []
     with path.open() as f:

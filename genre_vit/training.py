@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import gc
 import json
 import logging
@@ -32,6 +33,7 @@ from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
 from genre_vit.recipe import HELD_OUT_KEY, Recipe, every_key
 from genre_vit.runs import (
     CROSS_VALIDATION_FILE,
+    HISTORY_FILE,
     NOT_RESULT_KEYS,
     failure_fields,
     key_ends_with,
@@ -75,6 +77,9 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     if differences := saved.differences(recipe):
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{listed(differences)}{resume_fix(saved, recipe, differences)}")
+    if HELD_OUT_KEY not in checkpoint:
+        log.warning("ckpt_path=%s records no held-out tracks (written before checkpoints did): if files were added to "
+                    "or removed from the data set since, its folds moved", path)
     if (saved_held_out := checkpoint.get(HELD_OUT_KEY, held_out)) != held_out:
         raise CheckpointError(f"ckpt_path={path} held out other tracks than this run's split, since files were added "
                               f"to or removed from the data set ({held_out_changes(saved_held_out, held_out)}); "
@@ -228,11 +233,12 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         if stop and stop.stopping:
             raise StopRequested("stopped at the end of an epoch")
         final = _scalars(trainer.callback_metrics)
-        if resume and not any(key.startswith("val/") for key in final):  # it had trained the whole budget
+        if trained_nothing(trainer, resume):  # the checkpoint had trained the whole budget
             if (read_record(cfg.paths.output_dir) or {}).get("status") == "completed":
                 return None
             with loggers_detached(trainer):  # e.g. stopped in the final scoring: score the final weights
-                final = _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=resume, verbose=False)[0])
+                final = {**last_epoch_training(cfg.paths.output_dir),
+                         **_scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=resume, verbose=False)[0])}
         if is_main_process and model.last_val_scores is not None:  # the final weights', as `final`
             write_track_scores(cfg.paths.output_dir, model.last_val_scores, datamodule.track_list.paths, datamodule.classes)
         best_path, best, best_epoch, test = score_best(trainer, model, datamodule, final)
@@ -308,6 +314,19 @@ def train(cfg: DictConfig) -> dict:
     log.info("Best val/track_acc %.4f; metrics in %s", record["best"].get("val/track_acc", float("nan")),
              output_dir / "metrics.json")
     return {"status": "completed", **record}
+
+
+def trained_nothing(trainer: L.Trainer, resume: str | None) -> bool:
+    """Whether `trainer.fit` resumed from a checkpoint that had already trained the whole budget."""
+    return bool(resume) and Path(resume).is_file() and load_checkpoint(resume)["global_step"] == trainer.global_step
+
+
+def last_epoch_training(run_dir: str | Path) -> dict[str, float]:
+    """The last epoch's training loss and accuracy from the run's history.csv (which a re-scoring
+    of the final weights cannot compute); empty without one."""
+    path = Path(run_dir) / HISTORY_FILE
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    return {key: float(rows[-1][key]) for key in ("train/loss_epoch", "train/acc") if rows and rows[-1].get(key)}
 
 
 def finished_record(cfg: DictConfig) -> dict:

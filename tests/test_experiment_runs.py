@@ -12,6 +12,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from genre_vit.rescore import scored_as_here
 from genre_vit.runs import TrackScores, write_track_scores
 from genre_vit.summarize import main as summarize_main
 from genre_vit.summarize import setting_of, split_by_config, summarize
@@ -149,6 +150,17 @@ def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings
                                                   ("`(common settings) [features.segment_frames=128]`", "2", "50.0 ± 0.0")]
 
 
+def test_a_config_from_before_a_feature_setting_reads_as_what_that_version_did(tmp_path):
+    before = {"features": {"segment_frames": 128}}  # written before features.end_window existed
+    for name, config, fold in (("old", before, 0), ("new", {"features": {"segment_frames": 128, "end_window": False}}, 1),
+                               ("now0", {"features": {"segment_frames": 128, "end_window": True}}, 0),
+                               ("now1", {"features": {"segment_frames": 128, "end_window": True}}, 1)):
+        write_job(tmp_path, name, ["experiment=paper", f"fold={fold}"], last=0.5, best=0.5, config=config)
+    summarize(tmp_path)
+    rows = [line.split(" | ")[1] for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert sorted(rows) == ["`(common settings) [features.end_window=false]`", "`(common settings) [features.end_window=true]`"]
+
+
 def test_two_esc50_sweeps_from_before_and_after_its_windows_changed_are_two_settings(tmp_path):
     def composed(*overrides: str) -> dict:
         config = OmegaConf.to_container(compose_config("data=esc50", *overrides), resolve=False)  # as Hydra saves it
@@ -260,6 +272,13 @@ def test_a_job_interrupted_before_its_first_checkpoint_is_listed_with_what_to_do
         "checkpoint": None, "resume": None}))
     summarize(tmp_path)
     assert "(interrupted): SIGINT in epoch 0; no checkpoint yet: run it again" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("trainer,exact", [({"accelerator": "cpu", "devices": 1}, True),
+                                           ({"accelerator": "gpu", "precision": "bf16-mixed"}, False),
+                                           ({"accelerator": "cpu", "strategy": "ddp", "devices": 2}, False)])
+def test_rescore_checks_the_loss_and_every_segment_only_of_runs_validated_as_it_validates(trainer, exact):
+    assert scored_as_here(trainer) is exact  # bf16 turns near-tie segments; each DDP process logged its own loss
 
 
 def test_seeds_of_a_setting_share_its_row_with_each_seeds_mean(tmp_path):

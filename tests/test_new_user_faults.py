@@ -232,9 +232,10 @@ def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
     shutil.copy(tiny_run / "checkpoints" / "last.ckpt", job / "last.ckpt")
     song = tmp_path / "in=put, folder" / "song.wav"
     write_tone(song, 10.0)
-    assert quote_paths(["-m", f"ckpt_path={job}/last.ckpt", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]) == [
-        "-m", f"ckpt_path='{job}/last.ckpt'", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]  # a sweep stays one
-    assert quote_paths(["input=/music/Crosby, Stills.wav"]) == ["input='/music/Crosby, Stills.wav'"]  # no -m: a path
+    assert quote_paths([f"ckpt_path={job}/last.ckpt", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]) == [
+        f"ckpt_path='{job}/last.ckpt'", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]  # a sweep stays one
+    write_tone(tmp_path / "Crosby, Stills.wav", 1.0)
+    assert quote_paths([f"input={tmp_path}/Crosby, Stills.wav"]) == [f"input='{tmp_path}/Crosby, Stills.wav'"]  # a file
     result = run_entry_point("genre_vit.predict", f"ckpt={job}/last.ckpt", f"input={song.parent}",
                              f"output={tmp_path / 'p.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

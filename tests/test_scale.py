@@ -21,6 +21,18 @@ def test_ddp_on_two_cpu_processes_gathers_metrics_into_one_run(tmp_path, shared_
     assert "MEMBER: 1/2" in result.stdout + result.stderr  # Lightning's line for rank 0 of 2
 
 
+def test_the_loader_wait_counts_the_batches_built_in_the_timed_steps_only():
+    from types import SimpleNamespace
+
+    from genre_vit.bench import StepClock
+
+    dataset = SimpleNamespace(fetch_seconds=30.0, fetches=3)  # 3 warmup batches, 10 s each
+    clock, trainer = StepClock(warmup=3, dataset=dataset), SimpleNamespace(global_step=3)
+    clock.on_train_batch_start(trainer, None, None, 0)
+    dataset.fetch_seconds, dataset.fetches = 32.0, 5  # 2 batches in the timed window, 1 s each
+    assert clock.seconds_per_batch_built() == 1.0
+
+
 BENCH_KEYS = {"image_shape", "batch_size", "train_segments_per_s", "lightning_over_raw", "model_gflops_per_segment",
               "lightning_over_raw_per_turn", "peak_gflops", "mfu", "dataloader_wait_fraction", "feature_audio_seconds_per_s",
               "predict_tracks_per_s", "peak_rss_mb"}

@@ -286,9 +286,11 @@ def test_a_build_lists_its_packages_and_every_clip_in_checksums_that_sha256sum_c
 
     for folder in ("tracks", "events"):  # a class an earlier build with other --classes wrote
         tone(out / folder / "gone" / "gone.000.flac", 2)
-    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "3", "--events", "2"]) == 0
+    tone(out / "voices" / "gone" / "phrase00.wav", 1)
+    assert soundtracks.main([str(out), "--seconds", "5", "--per-class", "3", "--events", "2", "--voices", "1"]) == 0
     for folder in ("tracks", "events"):  # what the set holds is this build's, as SHA256SUMS lists it
         assert sorted(p.relative_to(out / folder).as_posix() for p in (out / folder).rglob("*.flac")) == excerpts[:3]
+    assert [p.parent.name for p in (out / "voices").rglob("*.wav")] == ["alto"] * 3
 
 
 @pytest.mark.parametrize("args,message", [

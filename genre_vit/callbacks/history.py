@@ -6,7 +6,7 @@ from pathlib import Path
 
 import lightning as L
 
-from genre_vit.runs import EPOCH_METRICS
+from genre_vit.runs import EPOCH_METRICS, HISTORY_FILE
 
 
 class EpochHistory(L.Callback):
@@ -15,7 +15,7 @@ class EpochHistory(L.Callback):
     Lightning keeps the last validation's values, which belong to an earlier epoch."""
 
     def __init__(self, dirpath: str):
-        self.path = Path(dirpath) / "history.csv"
+        self.path = Path(dirpath) / HISTORY_FILE
         self.validated_epoch: int | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -65,9 +65,9 @@ def load_audio(path: str | Path, sample_rate: int, clip_seconds: float | None, m
 def resample(wave: torch.Tensor, rate: int, sample_rate: int) -> torch.Tensor:
     """(samples,) at `rate` Hz -> (samples',) at `sample_rate` Hz, with torchaudio's windowed sinc.
 
-    Its filter bank holds about (sample_rate / g) x (rate / g) values for g = gcd of the rates: a
-    few thousand for the usual rates, but billions for an odd one (44101 -> 22050). Such a ratio is
-    replaced by the nearest one with terms up to 1000 (22050/44101 -> 1/2: 2e-5 off, a pitch
+    Its filter bank holds about (sample_rate / g) x (rate / g) values for g = gcd of the rates: at
+    most 14 million for the usual rates (22254 -> 22050), but a billion for an odd one (44101 -> 22050). Such a ratio is
+    replaced by the nearest one whose denominator is at most 1000 (22050/44101 -> 1/2: 2e-5 off, a pitch
     change of 0.04 cents and a length change of as much)."""
     ratio = Fraction(sample_rate, rate)
     if ratio.numerator * ratio.denominator > MAX_RESAMPLE_KERNEL:

@@ -176,8 +176,9 @@ class GenreDataModule(L.LightningDataModule):
     to) the shared feature cache as whole-track spectrograms. `root` is where the source's audio
     lives (recorded in the hyper-parameters; the source reads it).
 
-    Validation and test segments are every window of a track (`features.segment_step` apart), and
-    a track's score is the mean over them. Training batches are the same fixed windows, shuffled
+    Validation and test segments are every window of a track (`features.segment_step` apart, and
+    with `features.end_window` one ending at its last frame), and a track's score is the mean
+    over them. Training batches are the same fixed windows, shuffled
     each epoch, or with `random_crops` windows cut at random places of the training tracks at
     every step (`batches_per_epoch` batches between validations): many more distinct examples
     from the same tracks; `time_stretch` (> 1) and `pitch_shift` (semitones, > 0) also stretch

@@ -53,7 +53,8 @@ def floor_setting(top_db: float | None) -> dict:
 def windows_of(x: torch.Tensor, size: int, step: int, end_window: bool) -> torch.Tensor:
     """(..., frames) -> (windows, ..., size): windows every `step` frames; with `end_window`, one
     more ending at the last frame where the step leaves two or more frames past the last of them,
-    so that a sound in a clip's last half second is scored too. (One frame left over is the end a
+    so that a sound past the last whole window (up to step - 1 frames: the last 0.56 s of a 5 s
+    clip with the default windows) is scored too. (One frame left over is the end a
     centred STFT adds to a clip of whole windows, such as a short clip repeated to fill one: half
     of it is padding, and its window would repeat the last one.) Needs frames >= size."""
     windows = x.unfold(-1, size, step).movedim(-2, 0)
