@@ -228,12 +228,13 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         budget = cfg.get("budget") or {}
         trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"),
                                                        budget.get("steps_per_track", 0), budget.get("max_steps"))
+    resumed_at = steps_done(resume)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         if stop and stop.stopping:
             raise StopRequested("stopped at the end of an epoch")
         final = _scalars(trainer.callback_metrics)
-        if trained_nothing(trainer, resume):  # the checkpoint had trained the whole budget
+        if resumed_at == trainer.global_step:  # the checkpoint had trained the whole budget: nothing was trained
             if (read_record(cfg.paths.output_dir) or {}).get("status") == "completed":
                 return None
             with loggers_detached(trainer):  # e.g. stopped in the final scoring: score the final weights
@@ -316,9 +317,10 @@ def train(cfg: DictConfig) -> dict:
     return {"status": "completed", **record}
 
 
-def trained_nothing(trainer: L.Trainer, resume: str | None) -> bool:
-    """Whether `trainer.fit` resumed from a checkpoint that had already trained the whole budget."""
-    return bool(resume) and Path(resume).is_file() and load_checkpoint(resume)["global_step"] == trainer.global_step
+def steps_done(resume: str | None) -> int | None:
+    """The optimizer steps the checkpoint a run resumes from had trained (read before the run
+    overwrites it), or None."""
+    return load_checkpoint(resume)["global_step"] if resume and Path(resume).is_file() else None
 
 
 def last_epoch_training(run_dir: str | Path) -> dict[str, float]:
