@@ -82,16 +82,17 @@ def check_against_record(run_dir: Path, scores: TrackScores, segments_right: int
     final, count = record.get("final", {}), len(scores.labels)
     if count != record.get("val_tracks", count):
         raise RescoreError(f"{count} validation tracks where the run validated {record['val_tracks']}: its data changed")
-    parts = {"val/track_acc": (scores.predicted == scores.labels, "tracks"),
-             "val/track_acc_network": (scores.network.argmax(-1) == scores.labels, "tracks")}
+    def tracks_right(predicted: torch.Tensor) -> tuple[int, int, str]:
+        return int((predicted == scores.labels).sum()), count, "tracks"
+
+    right = {"val/track_acc": tracks_right(scores.predicted), "val/track_acc_network": tracks_right(scores.network.argmax(-1))}
     if scores.reference is not None:
-        parts["val/track_acc_reference"] = (scores.reference.argmax(-1) == scores.labels, "tracks")
+        right["val/track_acc_reference"] = tracks_right(scores.reference.argmax(-1))
     if exact:
-        parts["val/acc"] = (torch.ones(segments_right), "segments")
-    for metric, (right, unit) in parts.items():
-        total = count if unit == "tracks" else segments
-        if metric in final and int(right.sum()) != round(final[metric] * total):
-            raise RescoreError(f"{metric}: {int(right.sum())} of {total} {unit} right where the run logged "
+        right["val/acc"] = (segments_right, segments, "segments")
+    for metric, (correct, total, unit) in right.items():
+        if metric in final and correct != round(final[metric] * total):
+            raise RescoreError(f"{metric}: {correct} of {total} {unit} right where the run logged "
                                f"{round(final[metric] * total)}: its data, settings or numerics (bf16 on a GPU?) differ")
     logged_loss = final.get("val/loss", loss)
     if exact and abs(loss - logged_loss) > LOSS_TOLERANCE * max(1.0, abs(logged_loss)):

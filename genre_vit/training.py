@@ -56,17 +56,18 @@ def listed(differences: list[str], shown: int = 6) -> str:
 
 
 def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[str]],
-                      stop: GracefulStop | None) -> str | None:
+                      stop: GracefulStop | None) -> tuple[str | None, int | None]:
     """The checkpoint `ckpt_path` names, checked before any heavy work: loadable as data only,
     trained with this run's recipe (classes, features, split, batch order, model) and holding out
-    the same tracks (`held_out`, where it records them). `last` is this run's last.ckpt."""
+    the same tracks (`held_out`, where it records them). `last` is this run's last.ckpt. Returns
+    the path for Lightning and the optimizer steps the checkpoint had trained (None if unread)."""
     wanted = cfg.get("ckpt_path")
     if not wanted or (wanted == "last" and stop is None):
-        return wanted  # without GracefulStop's path Lightning looks `last` up itself
+        return wanted, None  # without GracefulStop's path Lightning looks `last` up itself
     path = stop.path if wanted == "last" else Path(wanted)
     if wanted == "last" and not path.exists():
         log.warning("ckpt_path=last: no %s yet, training from the start", path)
-        return None
+        return None, None
     try:
         checkpoint = load_checkpoint(path)
     except CheckpointError as err:
@@ -84,7 +85,7 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
         raise CheckpointError(f"ckpt_path={path} held out other tracks than this run's split, since files were added "
                               f"to or removed from the data set ({held_out_changes(saved_held_out, held_out)}); "
                               "resumed, it would validate on tracks it trained on: restore the files, or train anew")
-    return str(path)
+    return str(path), checkpoint["global_step"]
 
 
 def held_out_changes(saved: dict[str, list[str]], now: dict[str, list[str]]) -> str:
@@ -219,7 +220,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
     if stop:  # last: its mid-epoch checkpoint comes after every other callback saw the batch (an EMA's update)
         callbacks.remove(stop)
         callbacks.append(stop)
-    resume = resume_checkpoint(cfg, recipe, model.held_out, stop)
+    resume, resumed_at = resume_checkpoint(cfg, recipe, model.held_out, stop)
     initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
@@ -228,7 +229,6 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         budget = cfg.get("budget") or {}
         trainer.fit_loop.max_epochs = budget_in_epochs(trainer, datamodule, max_steps, cfg.trainer.get("max_epochs"),
                                                        budget.get("steps_per_track", 0), budget.get("max_steps"))
-    resumed_at = steps_done(resume)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         if stop and stop.stopping:
@@ -315,12 +315,6 @@ def train(cfg: DictConfig) -> dict:
     log.info("Best val/track_acc %.4f; metrics in %s", record["best"].get("val/track_acc", float("nan")),
              output_dir / "metrics.json")
     return {"status": "completed", **record}
-
-
-def steps_done(resume: str | None) -> int | None:
-    """The optimizer steps the checkpoint a run resumes from had trained (read before the run
-    overwrites it), or None."""
-    return load_checkpoint(resume)["global_step"] if resume and Path(resume).is_file() else None
 
 
 def last_epoch_training(run_dir: str | Path) -> dict[str, float]:
