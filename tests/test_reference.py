@@ -100,10 +100,11 @@ def test_statistics_collected_batch_by_batch_are_those_of_whole_tracks():
     assert torch.equal(labels, track_labels(split.labels, split.tracks))
 
 
-def test_the_default_fuses_the_reference_and_the_reports_designs_do_not():
+def test_the_default_fuses_the_reference_and_the_earlier_presets_do_not():
     assert compose_config().reference._target_ == "genre_vit.reference.StatisticsReference"
-    for experiment in ("paper", "v1_defaults"):
+    for experiment in ("paper", "v1_defaults", "mel_specaugment"):
         cfg = compose_config(f"experiment={experiment}")
+        assert not cfg.features.end_window  # their windows as measured, before the end window
         assert not cfg.get("reference") and Recipe.from_config(cfg, ["a", "b"]).build_reference() is None
 
 
