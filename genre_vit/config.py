@@ -115,7 +115,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "reference.strength": _number(0),
     "callbacks.weight_averaging.decay": _number(0, 1),
     "callbacks.weight_averaging.start_fraction": _number(0, 1),
-    "callbacks.weight_averaging.bn_batches": _int(0),
+    "callbacks.weight_averaging.bn_batches": _int(1),
     "trainer.max_epochs": ((lambda v: v is None or _budget(v)), "null, -1 (no limit) or integers >= 1"),
     "trainer.max_steps": (_budget, "-1 (no limit) or integers >= 1"),
     "budget.steps_per_track": _number(0),

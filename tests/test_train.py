@@ -121,6 +121,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("data.normalization=minmax", r"data.normalization='minmax' is invalid: allowed \['per_bin', 'global'\]"),
     ("averaging=swa callbacks.weight_averaging.start_fraction=1",
      r"callbacks.weight_averaging.start_fraction=1 is invalid: allowed numbers in \[0, 1\)"),
+    ("averaging=ema callbacks.weight_averaging.bn_batches=0",  # would reset BatchNorm and recompute nothing
+     r"callbacks.weight_averaging.bn_batches=0 is invalid: allowed integers >= 1"),
     ("optim.scheduler.warmup_fraction=abc", r"optim.scheduler.warmup_fraction='abc' is invalid: allowed numbers in \[0, 1\)"),
     ("optim.scheduler.min_lr_ratio=-2", r"optim.scheduler.min_lr_ratio=-2 is invalid: allowed numbers in \[0, 1\]"),
     ("reference=none optimized_metric=val/track_acc_network",
