@@ -5,13 +5,14 @@ import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures, sounding_starts
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
 from genre_vit.training import budget_steps
-from tests.conftest import TINY, train_in_process
+from tests.conftest import TINY, compose_config, train_in_process
 
 
 def test_crops_are_windows_of_the_right_track_drawn_anew_each_epoch_and_replayable():
@@ -219,6 +220,25 @@ def test_ema_checkpoints_hold_the_averaged_weights_that_predict_uses_with_batch_
     # the raw network's statistics ran over every epoch's 4 batches; the average's were recomputed on one pass
     counts = [k for k in averaged if k.endswith("num_batches_tracked")]
     assert counts and all(raw[k] == 4 * (metrics["best_epoch"] + 1) and averaged[k] == 4 for k in counts)
+
+
+def test_with_an_ema_the_test_set_is_scored_with_the_averaged_weights_predict_uses(tmp_path, shared_cache):
+    import lightning as L
+
+    from genre_vit.checkpoints import load_checkpoint
+    from genre_vit.recipe import Recipe
+
+    overrides = (*TINY, "data.test_fraction=0.2", f"paths.cache_dir={shared_cache}")
+    metrics = train_in_process(tmp_path / "run", *overrides, "averaging=ema")
+    checkpoint = load_checkpoint(metrics["best_checkpoint"])
+    cfg = compose_config(*overrides, f"paths.output_root={tmp_path}")
+    recipe = Recipe.from_checkpoint(checkpoint, metrics["best_checkpoint"])
+    averaged = recipe.build_classifier(cfg.module, recipe.build_network())
+    averaged.load_state_dict(checkpoint["state_dict"])  # the weights predict loads
+    tester = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    tested = tester.test(averaged, datamodule=instantiate(cfg.data, features=instantiate(cfg.features)), verbose=False)[0]
+    assert metrics["test"]["test/loss"] == pytest.approx(tested["test/loss"], rel=1e-6)
+    assert metrics["test"]["test/track_acc"] == tested["test/track_acc"]
 
 
 def test_swa_averages_only_the_last_quarter_of_the_budget_and_checkpoints_hold_raw_weights_before(tmp_path,

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 
@@ -50,7 +51,10 @@ class AveragingFixes:
     initial ones). When validation swaps the average in, its BatchNorm statistics are recomputed
     on `bn_batches` batches of the training loader (a fresh pass over its sampler; the training
     pass is not disturbed), and the checkpoints, which save the averaged model, hold them too.
-    Nothing is recomputed for networks without BatchNorm."""
+    Nothing is recomputed for networks without BatchNorm. Outside fit (validating or testing a
+    checkpoint) the model is the checkpoint's averaged one, as predict loads it: Lightning's
+    callbacks would reload the raw weights and swap the average in at validation only, so a test
+    set was scored with the raw weights."""
 
     def __init__(self, *args, bn_batches: int = 20, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,19 +64,28 @@ class AveragingFixes:
         """Whether the averaged model holds an average yet (an update has run)."""
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 
+    def swaps(self, trainer: L.Trainer) -> bool:
+        """Whether validation swaps the average in: while fitting, once it averages."""
+        return trainer.state.fn == TrainerFn.FITTING and self.averages()
+
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.averages():
+        if self.swaps(trainer):
             super().on_validation_epoch_start(trainer, pl_module)
             if trainer.train_dataloader is not None:
                 recompute_batch_norm(pl_module, trainer.train_dataloader, self.bn_batches)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.averages():
+        if self.swaps(trainer):
             super().on_validation_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.averages():
             super().on_train_end(trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming: the raw weights train on, the average is restored
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # otherwise the module keeps the checkpoint's state_dict: the averaged weights, statistics recomputed
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         started = self.averages()
