@@ -18,8 +18,14 @@ from genre_vit.recipe import CHECKPOINT_KEY, HELD_OUT_KEY
 from genre_vit.reference import StatisticsReference, scored_tracks
 from genre_vit.runs import TrackScores
 
-# Augmentation draws of step s use seed * AUGMENT_SEED_STRIDE + s: distinct for every (seed, step).
+# Augmentation draws of draw d (augment_draw) use seed * AUGMENT_SEED_STRIDE + d.
 AUGMENT_SEED_STRIDE = 1_000_003
+
+
+def augment_draw(step: int, micro_batch: int, accumulate: int, rank: int, world_size: int) -> int:
+    """A number of its own for every (optimizer step, micro-batch, process); the step itself for
+    one process without gradient accumulation."""
+    return (step * accumulate + micro_batch) * world_size + rank
 
 
 class GenreClassifier(L.LightningModule):
@@ -84,9 +90,12 @@ class GenreClassifier(L.LightningModule):
         return self.model(x)
 
     def on_train_batch_start(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        # Augmentation draws depend on (seed, step) only, not on what else drew random numbers
-        # before (a resumed run's data loader does), so resuming reproduces them.
-        seed = self.hparams.seed * AUGMENT_SEED_STRIDE + self.global_step
+        # Augmentation draws depend on (seed, step, micro-batch, process) only, not on what else
+        # drew random numbers before (a resumed run's data loader does), so resuming reproduces
+        # them. Each micro-batch of an accumulated step, and each DDP process, draws its own masks.
+        seed = self.hparams.seed * AUGMENT_SEED_STRIDE + augment_draw(
+            self.global_step, batch_idx % self.trainer.accumulate_grad_batches,
+            self.trainer.accumulate_grad_batches, self.global_rank, self.trainer.world_size)
         if self.device.type == "cpu":
             # torch.manual_seed would also queue a seed for each other backend (CUDA, XPU, MTIA),
             # formatting the call stack for each: work per step, for generators a CPU run never uses

@@ -115,3 +115,26 @@ def test_the_mask_fill_reaches_the_training_module_and_checkpoints_before_it_rea
     for settings, fill in ((dict(augment), "min"), ({k: v for k, v in augment.items() if k != "mask_fill"}, "mean")):
         module = GenreClassifier(BandMeans([20, 30], 2), 20, torch.optim.SGD, None, 0.0, ["a", "b"], settings, seed=0)
         assert module.spec_augment.fill == fill and module.hparams.augment == settings
+
+
+def test_each_micro_batch_and_process_draws_its_own_augmentation_and_one_process_draws_by_step():
+    from types import SimpleNamespace
+
+    from genre_vit.module import AUGMENT_SEED_STRIDE
+
+    augment = dict(compose_config("augment=mixup").module.augment)
+    module = GenreClassifier(BandMeans([20, 30], 2), 20, torch.optim.SGD, None, 0.0, ["a", "b"], augment, seed=7)
+
+    def masks_drawn(step, batch_idx, accumulate=1, rank=0, world_size=1):
+        module._trainer = SimpleNamespace(global_step=step, accumulate_grad_batches=accumulate, global_rank=rank,
+                                          world_size=world_size)
+        module.on_train_batch_start(None, batch_idx)
+        return torch.rand(3)
+
+    # one process without accumulation: step s draws from seed * stride + s, as every run so far did
+    assert torch.equal(masks_drawn(5, 0), torch.rand(3, generator=torch.Generator().manual_seed(7 * AUGMENT_SEED_STRIDE + 5)))
+    assert torch.equal(masks_drawn(5, 3), masks_drawn(5, 0))  # the draws follow the step, not the batch index
+    draws = [masks_drawn(step, batch, accumulate=2, rank=rank, world_size=2)
+             for step in range(3) for batch in (2 * step, 2 * step + 1) for rank in (0, 1)]
+    assert len({tuple(d.tolist()) for d in draws}) == len(draws)  # 2 micro-batches x 2 processes a step: all differ
+    assert torch.equal(masks_drawn(1, 3, accumulate=2, rank=1, world_size=2), draws[7])  # a resume draws them again
