@@ -85,7 +85,7 @@ def setting_of(overrides: list[str], common: set[str]) -> str:
 
 
 def common_overrides(jobs: list[dict]) -> set[str]:
-    sets = [set(j["overrides"].split()) for j in jobs]
+    sets = [set(j["overrides"]) for j in jobs]
     return set.intersection(*sets) if sets else set()
 
 
@@ -97,7 +97,7 @@ def collect_jobs(root: Path) -> list[dict]:
         overrides = job_overrides(run_dir, root)
         if "fold=all" in overrides and read_record(run_dir) is None:
             continue  # a cross-validation job: its folds' runs below it are the jobs
-        job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": " ".join(overrides)}
+        job = {"dir": str(run_dir.relative_to(root)) if run_dir != root else ".", "overrides": overrides}
         metrics = read_record(run_dir)
         if metrics is not None:
             resume = ""
@@ -116,8 +116,8 @@ def collect_jobs(root: Path) -> list[dict]:
         jobs.append(job)
     common = common_overrides(jobs)
     for job in jobs:
-        job["setting"] = setting_of(job["overrides"].split(), common)
-        job["seed"] = seed_of(job["overrides"].split())
+        job["setting"] = setting_of(job["overrides"], common)
+        job["seed"] = seed_of(job["overrides"])
     split_by_config(jobs, {job["dir"]: composed_settings(root / job["dir"], root) for job in jobs})
     return jobs
 
@@ -208,7 +208,7 @@ def write_csv(jobs: list[dict], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(jobs)
+        writer.writerows({**job, "overrides": " ".join(job["overrides"])} for job in jobs)
 
 
 def _percent(mean_std: tuple[float, float]) -> str:

@@ -133,6 +133,18 @@ def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(
         ("`model=cnn`", "50.0 ± 0.0", "90.0 ± 0.0", "50 / 50", "90.0 ± 0.0")]
 
 
+def test_an_override_with_a_space_stays_one_override(tmp_path):
+    write_job(tmp_path, "0", ["fold=0", "data.root='/music/My Music'"], last=0.5, best=0.5)
+    write_job(tmp_path, "1", ["fold=1", "data.root='/music/My Music'", "ckpt_path=/runs/My Runs/1/checkpoints/last.ckpt"],
+              last=0.7, best=0.7)  # resumed: still the same setting
+    write_job(tmp_path, "2", ["fold=0", "data.root='/music/Other Music'"], last=0.9, best=0.9)
+    summarize(tmp_path)
+    rows = [line.split(" | ") for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith(("| 1 ", "| 2 ", "| 3 "))]
+    assert [(r[1], r[2]) for r in rows] == [("`data.root='/music/Other Music'`", "1"), ("`data.root='/music/My Music'`", "2")]
+    with open(tmp_path / "summary.csv") as f:
+        assert [r["overrides"] for r in csv.DictReader(f)][0] == "fold=0 data.root='/music/My Music'"
+
+
 def test_jobs_of_one_command_line_with_other_composed_configs_are_other_settings(tmp_path):
     """Two sweeps of `data=esc50` under one folder, before and after its default windows changed."""
     before = {"fold": 0, "seed": 42, "paths": {"output_root": "a"}, "data": {"feature_workers": 1},
