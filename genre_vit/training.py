@@ -35,6 +35,8 @@ from genre_vit.runs import (
     CROSS_VALIDATION_FILE,
     HISTORY_FILE,
     NOT_RESULT_KEYS,
+    RECORD_FILE,
+    TRACK_SCORES_FILE,
     failure_fields,
     key_ends_with,
     memory_mb,
@@ -289,6 +291,9 @@ def train(cfg: DictConfig) -> dict:
     is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function
     if is_main_process:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        if not cfg.get("ckpt_path"):  # a fresh run: an earlier run's curves and scores in this folder are not its own
+            for name in (HISTORY_FILE, TRACK_SCORES_FILE):
+                (output_dir / name).unlink(missing_ok=True)
 
     datamodule = instantiate(cfg.data, features=features)
     datamodule.check_classes()
@@ -304,7 +309,7 @@ def train(cfg: DictConfig) -> dict:
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise disk_full(output_dir, err, write=is_main_process) from None
+        raise disk_full(output_dir, err, write=is_main_process, fold=cfg.fold) from None
     record = {"fold": cfg.fold, "num_folds": cfg.data.num_folds, **fields,
               "wall_time_s": round(time.time() - started, 1),
               # in a multirun: the sweep's one process, job after job
@@ -352,6 +357,7 @@ def cross_validate(cfg: DictConfig) -> dict:
                          "std": statistics.stdev(r["final"][name] for r in records),
                          "per_fold": [r["final"][name] for r in records]} for name in names}}
     (run_dir / CROSS_VALIDATION_FILE).write_text(json.dumps(summary, indent=2))
+    (run_dir / RECORD_FILE).unlink(missing_ok=True)  # an earlier try's failure: the folds' records now tell
     log.info("Cross-validation over %d folds: val/track_acc %.4f ± %.4f (%s)", len(records),
              summary["val/track_acc"]["mean"], summary["val/track_acc"]["std"], run_dir / CROSS_VALIDATION_FILE)
     return {"status": "completed", "final": {name: summary[name]["mean"] for name in names}}
@@ -386,7 +392,7 @@ def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
         logger.finalize("success")
 
 
-def disk_full(output_dir: Path, err: OSError, write: bool) -> DiskFull:
+def disk_full(output_dir: Path, err: OSError, write: bool, fold: int | str) -> DiskFull:
     """The one-line report of a full disk: which folder, what was kept; `metrics.json` records the
     failure where it can still be written."""
     checkpoints = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
@@ -395,7 +401,7 @@ def disk_full(output_dir: Path, err: OSError, write: bool) -> DiskFull:
                       f"({err.strerror or err}); {kept}; free space in {output_dir.parent} and resume with ckpt_path=last")
     if write:
         try:
-            write_record(output_dir, "failed", **failure_fields(failed))
+            write_record(output_dir, "failed", fold=fold, **failure_fields(failed))
         except OSError:
             pass  # not even metrics.json fits
     return failed

@@ -51,8 +51,9 @@ def run_if(cuda: bool = False):
 
 def train_in_process(run_dir: Path, *overrides: str, edit=None) -> dict:
     """`python -m genre_vit.train OVERRIDES` with its output in `run_dir`, in this process (no
-    interpreter start-up); `edit(cfg)` may change the composed config first. Returns the record."""
-    from genre_vit.training import train
+    interpreter start-up); `edit(cfg)` may change the composed config first. Returns the record
+    (with `fold=all`, the cross-validation's)."""
+    from genre_vit.training import cross_validate, train
 
     cfg = compose_config(*overrides, f"paths.output_root={run_dir.parent}")
     with open_dict(cfg):
@@ -65,7 +66,7 @@ def train_in_process(run_dir: Path, *overrides: str, edit=None) -> dict:
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]  # as in a real run: the task function sees no hydra node
-    return train(cfg)
+    return cross_validate(cfg) if cfg.fold == "all" else train(cfg)
 
 
 def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -183,7 +183,7 @@ def test_a_full_disk_during_training_names_the_folder_and_what_was_kept(tmp_path
     assert kept and all(name in message for name in kept)
     assert all(load_checkpoint(run / "checkpoints" / name)["epoch"] == 0 for name in kept)
     record = json.loads((run / "metrics.json").read_text())
-    assert record["status"] == "failed" and "the disk is full" in record["error"]
+    assert record["status"] == "failed" and "the disk is full" in record["error"] and record["fold"] == 1  # for the summary
 
 
 def test_a_synthetic_set_that_cannot_be_written_is_one_line_naming_its_folder(tmp_path, monkeypatch):

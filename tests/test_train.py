@@ -14,8 +14,8 @@ from genre_vit.callbacks.figures import confusion_figure, examples_figure
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
-from genre_vit.runs import read_track_scores
-from genre_vit.summarize import epoch_curve, read_history
+from genre_vit.runs import read_record, read_track_scores, write_record
+from genre_vit.summarize import epoch_curve, read_history, summarize
 from genre_vit.training import experiment_settings, initialize_from, train
 from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
 
@@ -300,3 +300,23 @@ def test_a_run_fine_tunes_a_checkpoint_on_a_folder_of_other_classes(tiny_run, tm
     assert metrics["status"] == "completed" and metrics["steps"] == 8 and metrics["val_tracks"] == 2
     tab = experiment_settings(compose_config(*TINY, f"init_from={tiny_run / 'checkpoints' / 'last.ckpt'}"))
     assert tab["init_from"] == str(tiny_run / "checkpoints" / "last.ckpt")  # HPARAMS tells fine-tuned runs apart
+
+
+def test_a_fresh_run_in_a_used_folder_keeps_none_of_the_earlier_runs_curves_or_scores(tmp_path, shared_cache):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,val/track_acc\n0,0.9\n")  # a network's, trained here before
+    (run / "track_scores.csv").write_text("track,label\n")
+    train_in_process(run, *TINY, "experiment=baseline_logreg", f"paths.cache_dir={shared_cache}")
+    assert not (run / "history.csv").exists() and not (run / "track_scores.csv").exists()
+
+
+def test_a_fold_all_job_that_completes_drops_the_failure_an_earlier_try_recorded(tmp_path, shared_cache):
+    job = tmp_path / "job"
+    job.mkdir()
+    write_record(job, "failed", fold="all", error="DataError: data.root='/music' is not a directory")
+    train_in_process(job, *TINY, "experiment=baseline_logreg", "fold=all", "data.num_folds=2",
+                     f"paths.cache_dir={shared_cache}")
+    assert (job / "cross_validation.json").exists() and read_record(job) is None
+    summarize(tmp_path)
+    assert "did not complete" not in (tmp_path / "summary.md").read_text()
