@@ -363,14 +363,18 @@ def cross_validate(cfg: DictConfig) -> dict:
     return {"status": "completed", "final": {name: summary[name]["mean"] for name in names}}
 
 
-EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment")  # what the HPARAMS tab shows, with seed and fold
+# What the HPARAMS tab shows, with seed, fold, the training budget and the weight averaging
+EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment", "budget", "reference")
+# shown as `<name>/kind`: the class (the baseline's pipeline: make_pipeline) or none
+OPTIONAL_GROUPS = {"reference": "reference", "averaging": "callbacks.weight_averaging", "baseline": "baseline"}
 SHOWN_IN_AUGMENT = ("data.time_stretch", "data.pitch_shift")  # augment's settings, which its group shows
 
 
 def experiment_settings(cfg: DictConfig) -> dict:
     """The settings that describe an experiment, flat and named as TensorBoard shows them
-    (`optim/lr`): the groups above, seed, fold and (when set) init_from, without `_target_`s,
-    paths and the knobs that change speed only."""
+    (`optim/lr`): the groups above, the averaging's, the budget's trainer keys, seed, fold and
+    (when set) init_from, without `_target_`s, paths and the knobs that change speed only; the
+    optional groups' classes as `reference/kind`, `averaging/kind`, `baseline/kind` (`none` when off)."""
     def flat(node: dict, prefix: str) -> dict:
         out = {}
         for key, value in node.items():
@@ -380,8 +384,14 @@ def experiment_settings(cfg: DictConfig) -> dict:
             out.update(flat(value, name) if isinstance(value, dict) else {name: value})
         return out
     groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in EXPERIMENT_GROUPS if cfg.get(g) is not None}
+    averaging = OmegaConf.select(cfg, OPTIONAL_GROUPS["averaging"])
+    if averaging is not None:
+        groups["averaging"] = OmegaConf.to_container(averaging, resolve=True)
+    kinds = {f"{name}/kind": str(OmegaConf.select(cfg, f"{key}._target_") or "none").rsplit(".", 1)[-1]
+             for name, key in OPTIONAL_GROUPS.items()}
+    budget = {f"trainer/{key}": cfg.trainer.get(key) for key in ("max_steps", "max_epochs")}
     started_from = {"init_from": str(cfg.init_from)} if cfg.get("init_from") else {}  # fine-tuned runs only
-    return {**flat(groups, ""), "seed": cfg.seed, "fold": cfg.fold, **started_from}
+    return {**flat(groups, ""), **kinds, **budget, "seed": cfg.seed, "fold": cfg.fold, **started_from}
 
 
 def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
@@ -389,6 +399,8 @@ def log_hparams(loggers: list, cfg: DictConfig, record: dict) -> None:
     scores = {f"hparams/{k.replace('/', '_')}": v for k, v in {**record["best"], **record["test"]}.items()}
     for logger in loggers:
         logger.log_hyperparams(experiment_settings(cfg), metrics=scores)
+        if getattr(logger, "NAME_HPARAMS_FILE", None):  # TensorBoard's: written (empty) when fit ended, and never again
+            Path(logger.log_dir, logger.NAME_HPARAMS_FILE).unlink(missing_ok=True)
         logger.finalize("success")
 
 

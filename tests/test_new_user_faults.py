@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 from omegaconf import open_dict
 
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
@@ -357,9 +358,14 @@ def test_the_hparams_tab_lists_the_experiments_settings(tiny_run):
     (names,) = sessions
     assert {"optim/lr", "optim/weight_decay", "model/channels", "features/n_mels", "data/batch_size", "augment/mixup_alpha",
             "seed", "fold"} <= names
-    assert not [n for n in names if "_target_" in n or n.startswith(("callbacks", "trainer", "paths", "logger"))]
-    # 48 before pitch_tempo, 51 with model.pool, 52 with features.sound_within_db, 53 with features.end_window
-    assert len(names) <= 53 and names == set(experiment_settings(compose_config(*TINY)))
+    # what a sweep of the budget, the reference, the averaging or a baseline varies
+    assert {"trainer/max_steps", "budget/steps_per_track", "reference/strength", "reference/kind", "averaging/kind",
+            "baseline/kind"} <= names
+    assert not [n for n in names if "_target_" in n or n.startswith(("callbacks", "paths", "logger"))]
+    assert sorted(n for n in names if n.startswith("trainer")) == ["trainer/max_epochs", "trainer/max_steps"]  # the budget only
+    # 53 with features.end_window; 64 with the budget, the reference's settings and the optional groups' kinds
+    assert len(names) <= 64 and names == set(experiment_settings(compose_config(*TINY)))
+    assert set(yaml.safe_load((tiny_run / "tensorboard" / "hparams.yaml").read_text())) == names  # the tab's, in a file
 
 
 def test_the_readme_names_the_scalar_tags_that_tensorboard_shows(tiny_run):
