@@ -14,7 +14,7 @@ from genre_vit.callbacks.figures import confusion_figure, examples_figure
 from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.config import ConfigError
 from genre_vit.recipe import Recipe
-from genre_vit.runs import read_record, read_track_scores, write_record
+from genre_vit.runs import EPOCH_METRICS, read_record, read_track_scores, write_record
 from genre_vit.summarize import epoch_curve, read_history, summarize
 from genre_vit.training import experiment_settings, initialize_from, train
 from tests.conftest import TINY, compose_config, run_entry_point, train_in_process, write_tone
@@ -187,6 +187,26 @@ def test_history_csv_has_a_row_per_epoch(tiny_run):
     assert lines[0] == ("epoch,train/loss_epoch,train/acc,val/loss,val/acc,val/track_acc,val/f1,"
                         "val/track_acc_network,val/track_acc_reference,lr")
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
+def test_a_run_resumed_by_a_version_that_logs_other_metrics_rewrites_its_history_in_the_new_columns(tmp_path):
+    from types import SimpleNamespace
+
+    from genre_vit.callbacks.history import EpochHistory
+
+    (tmp_path / "history.csv").write_text("epoch,train/loss_epoch,val/track_acc,val/old_metric,lr\n0,2.0,0.5,7,0.001\n")
+    metrics = {"train/loss_epoch": torch.tensor(1.5), "val/track_acc": torch.tensor(0.75),
+               "val/track_acc_network": torch.tensor(0.625)}
+    history = EpochHistory(str(tmp_path))
+    trainer = SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=1, callback_metrics=metrics,
+                              optimizers=[SimpleNamespace(param_groups=[{"lr": 0.0005}])])
+    history.on_validation_epoch_end(trainer, None)
+    history.on_train_epoch_end(trainer, None)
+    history.on_train_epoch_end(SimpleNamespace(**{**vars(trainer), "current_epoch": 2}), None)  # appended
+    rows = read_history(tmp_path)
+    assert [(r["epoch"], r["train/loss_epoch"], r.get("val/track_acc_network"), r["lr"]) for r in rows] == [
+        (0, 2.0, None, 0.001), (1, 1.5, 0.625, 0.0005), (2, 1.5, None, 0.0005)]  # epoch 2 was not validated
+    assert (tmp_path / "history.csv").read_text().splitlines()[0] == ",".join(["epoch", *EPOCH_METRICS, "lr"])
 
 
 def test_track_scores_csv_holds_every_validation_track_as_the_final_metrics_scored_it(tiny_run):

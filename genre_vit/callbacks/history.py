@@ -30,9 +30,20 @@ class EpochHistory(L.Callback):
         row.update({key: float(metrics[key]) for key in EPOCH_METRICS
                     if key in metrics and (validated or not key.startswith("val/"))})
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        new = not self.path.exists() or trainer.current_epoch == 0
-        with self.path.open("w" if new else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["epoch", *EPOCH_METRICS, "lr"])
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        columns = ["epoch", *EPOCH_METRICS, "lr"]
+        rows = [] if not self.path.exists() or trainer.current_epoch == 0 else self.earlier_rows(columns)
+        if rows is None:
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=columns).writerow(row)
+            return
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows([*rows, row])
+
+    def earlier_rows(self, columns: list[str]) -> list[dict] | None:
+        """None when the file's columns are `columns` (append to it); otherwise its rows, to write
+        again in these columns (a run resumed by a version that logs other metrics)."""
+        with self.path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            return None if reader.fieldnames == columns else list(reader)
