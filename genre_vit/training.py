@@ -80,6 +80,11 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     if differences := saved.differences(recipe):
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{listed(differences)}{resume_fix(saved, recipe, differences)}")
+    # (a checkpoint trained without averaging may start one: the average then starts from its weights)
+    if (trained := averaging_of(checkpoint)) not in ("none", this_run := averaging_choice(cfg)):
+        raise CheckpointError(f"ckpt_path={path} was trained with averaging={trained}, and this run has "
+                              f"averaging={this_run}: resumed, it would train on from the wrong weights; "
+                              f"set averaging={trained}")
     if HELD_OUT_KEY not in checkpoint:
         log.warning("ckpt_path=%s records no held-out tracks (written before checkpoints did): if files were added to "
                     "or removed from the data set since, its folds moved", path)
@@ -88,6 +93,20 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
                               f"to or removed from the data set ({held_out_changes(saved_held_out, held_out)}); "
                               "resumed, it would validate on tracks it trained on: restore the files, or train anew")
     return str(path), checkpoint["global_step"]
+
+
+AVERAGING_CHOICES = {"EMAAveraging": "ema", "SWAAveraging": "swa"}  # callback class -> conf/averaging/ choice
+
+
+def averaging_of(checkpoint: dict) -> str:
+    """The `averaging` choice a checkpoint trained with, read from its callbacks' states."""
+    return next((AVERAGING_CHOICES[k] for k in checkpoint.get("callbacks", {}) if k in AVERAGING_CHOICES), "none")
+
+
+def averaging_choice(cfg: DictConfig) -> str:
+    """This run's `averaging` choice (none, ema or swa)."""
+    target = OmegaConf.select(cfg, "callbacks.weight_averaging._target_")
+    return AVERAGING_CHOICES.get(str(target).rsplit(".", 1)[-1], str(target)) if target else "none"
 
 
 def held_out_changes(saved: dict[str, list[str]], now: dict[str, list[str]]) -> str:

@@ -64,6 +64,19 @@ def test_resume_refuses_a_checkpoint_whose_held_out_tracks_moved_since_files_wer
         train_in_process(tmp_path / "run", *run, "ckpt_path=last")
 
 
+def test_resume_refuses_another_weight_averaging_than_the_checkpoint_trained_with(tiny_run, tmp_path, shared_cache):
+    """An averaged checkpoint's state_dict is the average: without the callback, training would go on from it."""
+    checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    averaged = {**checkpoint, "callbacks": {**checkpoint["callbacks"], "EMAAveraging": {"latest_update_step": 8}}}
+    torch.save(averaged, tmp_path / "ema.ckpt")
+    run = (*TINY, f"paths.cache_dir={shared_cache}")
+    with pytest.raises(CheckpointError, match=r"ema.ckpt was trained with averaging=ema, and this run has averaging=none: "
+                                              r"resumed, it would train on from the wrong weights; set averaging=ema$"):
+        train_in_process(tmp_path / "run", *run, f"ckpt_path={tmp_path / 'ema.ckpt'}")
+    with pytest.raises(CheckpointError, match=r"trained with averaging=ema, and this run has averaging=swa"):
+        train_in_process(tmp_path / "run", *run, "averaging=swa", f"ckpt_path={tmp_path / 'ema.ckpt'}")
+
+
 def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, shared_cache):
     marker = tmp_path / "payload_ran"
     checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
