@@ -183,6 +183,16 @@ def fold_means(runs: list[dict], metric: str) -> list[float]:
             if (values := [j[metric] for j in members if j.get(metric) is not None])]
 
 
+def fold_cells(members: list[dict], done: list[dict]) -> list[float | None]:
+    """The last track accuracy of each fold a setting's jobs ran, in fold order, averaged over its
+    seeds; None for a fold whose runs all failed or were interrupted, so that the others keep
+    their places. (A sweep of some folds only, e.g. `fold=0`, lists those.)"""
+    means = dict(zip(_by(done, "fold"), fold_means(done, ROW_COLUMNS["last"])))
+    if any(not isinstance(fold, int) for fold in means):  # records from before they named their fold
+        return list(means.values())
+    return [means.get(fold) for fold in sorted({j["fold"] for j in members if isinstance(j.get("fold"), int)})]
+
+
 def group_settings(jobs: list[dict]) -> list[dict]:
     """One row per setting, best last-epoch track accuracy first. Means and stds are over folds,
     each fold averaged over its seeds; `per_seed` holds each seed's mean over its folds when a
@@ -192,7 +202,7 @@ def group_settings(jobs: list[dict]) -> list[dict]:
         done = [j for j in members if j["status"] == "completed" and j.get("last/val/track_acc") is not None]
         seeds = _by(done, "seed")
         per_fold = {column: fold_means(done, metric) for column, metric in {**ROW_COLUMNS, **STRENGTH_COLUMNS}.items()}
-        row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done), "per_fold": per_fold["last"],
+        row = {"setting": setting, "runs": len(done), "failed": len(members) - len(done), "per_fold": fold_cells(members, done),
                "rescored": sum(strength_key(FUSION_STRENGTHS[0]) in j for j in done),
                "per_seed": {seed: statistics.fmean(fold_means(runs, ROW_COLUMNS["last"])) for seed, runs in seeds.items()}
                if len(seeds) > 1 else {},
@@ -224,14 +234,15 @@ def write_markdown(rows: list[dict], jobs: list[dict], path: Path) -> None:
              "per seed (last) | train acc, last | network alone, last | reference alone, last | failed |",
              "|---:|---|---:|---|---|---|---|---|---|---|---:|"]
     for rank, row in enumerate(rows, 1):
-        folds = " / ".join(f"{100 * v:.0f}" for v in row["per_fold"]) or "-"
+        folds = " / ".join("-" if v is None else f"{100 * v:.0f}" for v in row["per_fold"]) or "-"
         seeds = ", ".join(f"{seed or 'configured'}: {100 * v:.1f}" for seed, v in row["per_seed"].items()) or "-"
         lines.append(f"| {rank} | `{row['setting']}` | {row['runs']} | {_percent(row['last'])} | "
                      f"{_percent(row['best_epoch'])} | {folds} | {seeds} | {_percent(row['train_acc'])} | "
                      f"{_percent(row['network'])} | {_percent(row['reference'])} | {row['failed']} |")
     lines += ["", "Percent. *last*: the final weights, no choice made on the validation fold (the honest number); "
               "*best epoch*: the best validation epoch's, chosen on the validation fold itself (optimistic). "
-              "std: sample std over folds, each fold averaged over its seeds; *per seed*: each seed's mean over "
+              "std: sample std over folds, each fold averaged over its seeds; *per fold*: the folds run, in "
+              "order, `-` for one whose runs failed or were interrupted; *per seed*: each seed's mean over "
               "its folds; *train acc*: the last epoch's accuracy on the training batches; *network alone*, "
               "*reference alone*: the same runs' track accuracy of the network without the classical reference and "
               "of the reference alone (the default's track acc fuses the two; `-`: the runs have no reference)."]

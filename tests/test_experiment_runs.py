@@ -133,6 +133,16 @@ def test_the_summary_ranks_by_the_last_epoch_and_shows_the_best_epoch_beside_it(
         ("`model=cnn`", "50.0 ± 0.0", "90.0 ± 0.0", "50 / 50", "90.0 ± 0.0")]
 
 
+def test_a_fold_without_a_completed_run_shows_in_its_place(tmp_path):
+    write_job(tmp_path, "0", ["fold=0"], last=0.5, best=0.5)
+    write_job(tmp_path, "2", ["fold=2"], last=0.7, best=0.7)
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)  # fold 1 failed
+    (tmp_path / "1" / "metrics.json").write_text(json.dumps({"status": "failed", "fold": 1, "error": "DataError: x"}))
+    summarize(tmp_path)
+    (row,) = [line.split(" | ") for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| 1 ")]
+    assert (row[2], row[3], row[5], row[-1]) == ("2", "60.0 ± 14.1", "50 / - / 70", "1 |")
+
+
 def test_an_override_with_a_space_stays_one_override(tmp_path):
     write_job(tmp_path, "0", ["fold=0", "data.root='/music/My Music'"], last=0.5, best=0.5)
     write_job(tmp_path, "1", ["fold=1", "data.root='/music/My Music'", "ckpt_path=/runs/My Runs/1/checkpoints/last.ckpt"],
