@@ -18,7 +18,7 @@ from genre_vit.recipe import CHECKPOINT_KEY, HELD_OUT_KEY
 from genre_vit.reference import StatisticsReference, scored_tracks
 from genre_vit.runs import TrackScores
 
-# Augmentation draws of draw d (augment_draw) use seed * AUGMENT_SEED_STRIDE + d.
+# A training batch's augmentation draws use the seed seed * AUGMENT_SEED_STRIDE + augment_draw(...).
 AUGMENT_SEED_STRIDE = 1_000_003
 
 

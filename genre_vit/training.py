@@ -80,10 +80,10 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     if differences := saved.differences(recipe):
         raise CheckpointError(f"ckpt_path={path} was trained with other settings than this run; "
                               f"{listed(differences)}{resume_fix(saved, recipe, differences)}")
-    # (a checkpoint trained without averaging may start one: the average then starts from its weights)
-    if (trained := averaging_of(checkpoint)) not in ("none", this_run := averaging_choice(cfg)):
-        raise CheckpointError(f"ckpt_path={path} was trained with averaging={trained}, and this run has "
-                              f"averaging={this_run}: resumed, it would train on from the wrong weights; "
+    # (one holding raw weights may start or change an averaging: the average starts from its weights)
+    if (trained := averaged_with(checkpoint)) and trained != (this_run := averaging_choice(cfg)):
+        raise CheckpointError(f"ckpt_path={path} holds the average of averaging={trained}, and this run has "
+                              f"averaging={this_run}: resumed, it would train on from the averaged weights; "
                               f"set averaging={trained}")
     if HELD_OUT_KEY not in checkpoint:
         log.warning("ckpt_path=%s records no held-out tracks (written before checkpoints did): if files were added to "
@@ -95,17 +95,22 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     return str(path), checkpoint["global_step"]
 
 
-AVERAGING_CHOICES = {"EMAAveraging": "ema", "SWAAveraging": "swa"}  # callback class -> conf/averaging/ choice
+AVERAGING_KEY = "callbacks.weight_averaging"  # where conf/averaging/ puts its callback
+# callback class -> conf/averaging/ choice (Lightning's own classes: checkpoints before 993a7fc)
+AVERAGING_CHOICES = {"EMAAveraging": "ema", "SWAAveraging": "swa", "EMAWeightAveraging": "ema", "WeightAveraging": "swa"}
 
 
-def averaging_of(checkpoint: dict) -> str:
-    """The `averaging` choice a checkpoint trained with, read from its callbacks' states."""
-    return next((AVERAGING_CHOICES[k] for k in checkpoint.get("callbacks", {}) if k in AVERAGING_CHOICES), "none")
+def averaged_with(checkpoint: dict) -> str | None:
+    """The `averaging` choice whose average a checkpoint's state_dict holds (Lightning's averaging
+    callbacks keep the raw weights beside it); None when it holds raw weights."""
+    if "current_model_state" not in checkpoint or int((checkpoint.get("averaging_state") or {}).get("n_averaged", 0)) == 0:
+        return None
+    return next((AVERAGING_CHOICES[k] for k in checkpoint.get("callbacks", {}) if k in AVERAGING_CHOICES), "unknown")
 
 
 def averaging_choice(cfg: DictConfig) -> str:
     """This run's `averaging` choice (none, ema or swa)."""
-    target = OmegaConf.select(cfg, "callbacks.weight_averaging._target_")
+    target = OmegaConf.select(cfg, f"{AVERAGING_KEY}._target_")
     return AVERAGING_CHOICES.get(str(target).rsplit(".", 1)[-1], str(target)) if target else "none"
 
 
@@ -228,6 +233,13 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 
 
+def forget_earlier_run(output_dir: Path) -> None:
+    """A run that starts afresh in a folder another run used: that run's curves and track scores
+    are not this one's (summarize would read them as its own)."""
+    for name in (HISTORY_FILE, TRACK_SCORES_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+
+
 def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict | None:
     """Train the recipe's network with Lightning and score its best checkpoint: the record's
     fields; None when `ckpt_path` had already trained the whole budget."""
@@ -242,6 +254,8 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         callbacks.remove(stop)
         callbacks.append(stop)
     resume, resumed_at = resume_checkpoint(cfg, recipe, model.held_out, stop)
+    if resume is None and is_main_process:
+        forget_earlier_run(Path(cfg.paths.output_dir))
     initialize_from(cfg, recipe, net)
     max_steps = cfg.trainer.get("max_steps", -1)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
@@ -285,6 +299,7 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
 def fit_baseline(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict:
     """Fit the `baseline` estimator (e.g. experiment=baseline_logreg) on per-track statistics of
     the same folds and cached features: the record's fields, as a network's."""
+    forget_earlier_run(Path(cfg.paths.output_dir))
     datamodule.prepare_data()
     datamodule.setup("fit")
     scores = fit_track_classifier(instantiate(cfg.baseline), datamodule.train_set, datamodule.val_set,
@@ -310,9 +325,6 @@ def train(cfg: DictConfig) -> dict:
     is_main_process = rank_zero_only.rank == 0  # under DDP every process runs this function
     if is_main_process:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-        if not cfg.get("ckpt_path"):  # a fresh run: an earlier run's curves and scores in this folder are not its own
-            for name in (HISTORY_FILE, TRACK_SCORES_FILE):
-                (output_dir / name).unlink(missing_ok=True)
 
     datamodule = instantiate(cfg.data, features=features)
     datamodule.check_classes()
@@ -384,16 +396,15 @@ def cross_validate(cfg: DictConfig) -> dict:
 
 # What the HPARAMS tab shows, with seed, fold, the training budget and the weight averaging
 EXPERIMENT_GROUPS = ("data", "features", "model", "optim", "augment", "budget", "reference")
-# shown as `<name>/kind`: the class (the baseline's pipeline: make_pipeline) or none
-OPTIONAL_GROUPS = {"reference": "reference", "averaging": "callbacks.weight_averaging", "baseline": "baseline"}
 SHOWN_IN_AUGMENT = ("data.time_stretch", "data.pitch_shift")  # augment's settings, which its group shows
 
 
 def experiment_settings(cfg: DictConfig) -> dict:
     """The settings that describe an experiment, flat and named as TensorBoard shows them
     (`optim/lr`): the groups above, the averaging's, the budget's trainer keys, seed, fold and
-    (when set) init_from, without `_target_`s, paths and the knobs that change speed only; the
-    optional groups' classes as `reference/kind`, `averaging/kind`, `baseline/kind` (`none` when off)."""
+    (when set) init_from, without `_target_`s, paths and the knobs that change speed only; which
+    optional parts ran as `averaging/kind` (none, ema, swa), `reference/kind` and `baseline/kind`
+    (their class, the baseline's pipeline: make_pipeline; none when off)."""
     def flat(node: dict, prefix: str) -> dict:
         out = {}
         for key, value in node.items():
@@ -403,11 +414,11 @@ def experiment_settings(cfg: DictConfig) -> dict:
             out.update(flat(value, name) if isinstance(value, dict) else {name: value})
         return out
     groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in EXPERIMENT_GROUPS if cfg.get(g) is not None}
-    averaging = OmegaConf.select(cfg, OPTIONAL_GROUPS["averaging"])
-    if averaging is not None:
+    if (averaging := OmegaConf.select(cfg, AVERAGING_KEY)) is not None:
         groups["averaging"] = OmegaConf.to_container(averaging, resolve=True)
-    kinds = {f"{name}/kind": str(OmegaConf.select(cfg, f"{key}._target_") or "none").rsplit(".", 1)[-1]
-             for name, key in OPTIONAL_GROUPS.items()}
+    kinds = {"averaging/kind": averaging_choice(cfg),
+             **{f"{name}/kind": str(OmegaConf.select(cfg, f"{name}._target_") or "none").rsplit(".", 1)[-1]
+                for name in ("reference", "baseline")}}
     budget = {f"trainer/{key}": cfg.trainer.get(key) for key in ("max_steps", "max_epochs")}
     started_from = {"init_from": str(cfg.init_from)} if cfg.get("init_from") else {}  # fine-tuned runs only
     return {**flat(groups, ""), **kinds, **budget, "seed": cfg.seed, "fold": cfg.fold, **started_from}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genre_vit.checkpoints import CheckpointError
+from genre_vit.training import averaged_with
 from tests.conftest import (
     TINY,
     CodeRunningPayload,
@@ -67,14 +68,21 @@ def test_resume_refuses_a_checkpoint_whose_held_out_tracks_moved_since_files_wer
 def test_resume_refuses_another_weight_averaging_than_the_checkpoint_trained_with(tiny_run, tmp_path, shared_cache):
     """An averaged checkpoint's state_dict is the average: without the callback, training would go on from it."""
     checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
-    averaged = {**checkpoint, "callbacks": {**checkpoint["callbacks"], "EMAAveraging": {"latest_update_step": 8}}}
-    torch.save(averaged, tmp_path / "ema.ckpt")
+
+    def averaged(callback: str, steps: int) -> dict:  # as Lightning's averaging callbacks save it
+        return {**checkpoint, "callbacks": {**checkpoint["callbacks"], callback: {"latest_update_step": 8}},
+                "current_model_state": checkpoint["state_dict"], "averaging_state": {"n_averaged": torch.tensor(steps)}}
+
+    torch.save(averaged("EMAAveraging", 8), tmp_path / "ema.ckpt")
     run = (*TINY, f"paths.cache_dir={shared_cache}")
-    with pytest.raises(CheckpointError, match=r"ema.ckpt was trained with averaging=ema, and this run has averaging=none: "
-                                              r"resumed, it would train on from the wrong weights; set averaging=ema$"):
+    with pytest.raises(CheckpointError, match=r"ema.ckpt holds the average of averaging=ema, and this run has averaging=none: "
+                                              r"resumed, it would train on from the averaged weights; set averaging=ema$"):
         train_in_process(tmp_path / "run", *run, f"ckpt_path={tmp_path / 'ema.ckpt'}")
-    with pytest.raises(CheckpointError, match=r"trained with averaging=ema, and this run has averaging=swa"):
-        train_in_process(tmp_path / "run", *run, "averaging=swa", f"ckpt_path={tmp_path / 'ema.ckpt'}")
+    torch.save(averaged("EMAWeightAveraging", 8), tmp_path / "old.ckpt")  # Lightning's class, before 993a7fc
+    with pytest.raises(CheckpointError, match=r"holds the average of averaging=ema, and this run has averaging=swa"):
+        train_in_process(tmp_path / "run", *run, "averaging=swa", f"ckpt_path={tmp_path / 'old.ckpt'}")
+    # an SWA checkpoint saved before its average started holds raw weights, as one without averaging
+    assert averaged_with(averaged("SWAAveraging", 0)) is None and averaged_with(checkpoint) is None
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_run, tmp_path, shared_cache):

@@ -327,8 +327,8 @@ def test_a_fresh_run_in_a_used_folder_keeps_none_of_the_earlier_runs_curves_or_s
     run.mkdir()
     (run / "history.csv").write_text("epoch,val/track_acc\n0,0.9\n")  # a network's, trained here before
     (run / "track_scores.csv").write_text("track,label\n")
-    train_in_process(run, *TINY, "experiment=baseline_logreg", f"paths.cache_dir={shared_cache}")
-    assert not (run / "history.csv").exists() and not (run / "track_scores.csv").exists()
+    train_in_process(run, *TINY, "experiment=baseline_logreg", "ckpt_path=last", f"paths.cache_dir={shared_cache}")
+    assert not (run / "history.csv").exists() and not (run / "track_scores.csv").exists()  # nothing was resumed
 
 
 def test_a_fold_all_job_that_completes_drops_the_failure_an_earlier_try_recorded(tmp_path, shared_cache):

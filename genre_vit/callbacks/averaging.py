@@ -85,7 +85,8 @@ class AveragingFixes:
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == TrainerFn.FITTING:  # resuming: the raw weights train on, the average is restored
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
-        # otherwise the module keeps the checkpoint's state_dict: the averaged weights, statistics recomputed
+        # otherwise the module keeps the checkpoint's state_dict, the averaged weights, as predict does
+        # (their BatchNorm statistics recomputed by the validation that saved them)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         started = self.averages()
