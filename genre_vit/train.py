@@ -97,7 +97,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         log.exception("Job failed; the multirun goes on")
         record_failure(cfg, err)
-    return float("nan") if cfg.get("optimized_metric") else None  # a sweeper reads NaN as a failed trial
+    return None  # a failed trial to a sweeper (Optuna's records it as failed and goes on; a NaN crashed its search)
 
 
 def cli() -> None:

@@ -416,6 +416,16 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_optuna_trial_that_fails_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+    """Every trial here names a fold the split lacks: each fails alone, and only the end of the search says so."""
+    result = run_entry_point("genre_vit.train", "hparams_search=optuna", "fold=7", "hydra.sweeper.n_trials=2",
+                             "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
+                             f"hydra.sweep.dir={tmp_path}/optuna", cwd=tmp_path)
+    assert len(list((tmp_path / "optuna").glob("*/metrics.json"))) == 2  # both trials ran, each refused by its config
+    assert result.stderr.count("error: fold=7") == 2
+    assert result.stderr.strip().endswith("No trials are completed yet.")  # Optuna's word when every trial failed
+
+
 def test_fold_all_trains_every_fold_and_optuna_maximises_their_mean(tmp_path, shared_cache):
     result = run_entry_point("genre_vit.train", "hparams_search=optuna", "fold=all", "data.num_folds=2", "debug=fast",
                              "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", f"paths.output_root={tmp_path}",
