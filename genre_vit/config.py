@@ -128,9 +128,7 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     """Raise ConfigError for the first invalid setting: required keys left unset, keys added
     (`+key=value`, from `overrides`, by default the command line's) that nothing reads, each key
     on its own (RULES), then the settings that must agree with each other."""
-    missing = sorted(_missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} is not set: {REQUIRED_HINTS.get(missing[0], 'set it on the command line')}")
+    check_required(cfg)
     check_added_keys(cfg, _command_line_overrides() if overrides is None else overrides)
     check_data_root(cfg)
     for key, (ok, allowed) in RULES.items():
@@ -201,6 +199,12 @@ REQUIRED_HINTS = {"data.root": "data=folder, data=gtzan and data=esc50 read the 
                                "(PATH/<class>/<audio files>; for ESC-50, the release's folder)",
                   "ckpt": "ckpt=PATH names a checkpoint written by genre_vit.train",
                   "input": "input=PATH names an audio file or a folder of them"}
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first required key left unset (`???`) and how to set it."""
+    if missing := sorted(_missing_keys(cfg)):
+        raise ConfigError(f"{missing[0]} is not set: {REQUIRED_HINTS.get(missing[0], 'set it on the command line')}")
 
 
 def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:

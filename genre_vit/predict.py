@@ -19,6 +19,7 @@ from rich.table import Table
 
 from genre_vit import CONFIG_DIR
 from genre_vit.cli import run_with_pasted_paths
+from genre_vit.config import check_required
 from genre_vit.data.audio import AudioError
 from genre_vit.data.sources import AUDIO_EXTENSIONS, UNDECODABLE_EXTENSIONS, files_under, why_not_audio
 from genre_vit.inference import Predictor
@@ -53,6 +54,7 @@ def audio_files(path: Path) -> list[tuple[Path, str]]:
 
 def check_settings(cfg: DictConfig) -> float | None:
     """The seconds of each file to score; ValueError naming the key of a setting that cannot work."""
+    check_required(cfg)
     for key in ("top_k", "batch_size"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
             raise ValueError(f"{key}={cfg[key]!r} is invalid: allowed integers >= 1")

@@ -391,6 +391,12 @@ def test_predict_settings_that_cannot_work_are_one_line_before_any_file_is_score
     assert result.returncode == 2 and re.match(error, result.stderr.strip().splitlines()[-1])
 
 
+def test_predict_without_a_checkpoint_or_an_input_names_the_setting_it_needs(tmp_path):
+    for given, missing in ((f"input={tmp_path}", "ckpt=PATH names a checkpoint"), ("ckpt=a.ckpt", "input=PATH names an audio")):
+        result = run_entry_point("genre_vit.predict", given, cwd=tmp_path)
+        assert result.returncode == 2 and missing in result.stderr.strip().splitlines()[-1], result.stderr[-2000:]
+
+
 def test_sweep_preset_is_a_multirun_over_patch_embed_and_lr():
     cfg = compose_config("sweep=patch_embed_lr")
     assert cfg.hydra.mode.name == "MULTIRUN"
