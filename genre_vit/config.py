@@ -162,6 +162,10 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
                           f"{trainer.get('max_epochs')} set no training budget: set trainer.max_steps (optimizer "
                           "steps) or trainer.max_epochs")
     augment = cfg.get("augment") or {}
+    for key in ("time_stretch", "pitch_shift"):  # the datamodule reads data.*, which the augment group sets
+        if key in cfg.data and not OmegaConf.is_interpolation(cfg.data, key) and cfg.data[key] != augment.get(key):
+            raise ConfigError(f"data.{key}={cfg.data[key]} is set by the augment group (augment.{key}="
+                              f"{augment.get(key)}), whose checks it skips: set augment.{key}={cfg.data[key]} instead")
     deforming = [f"augment.{k}={augment[k]}" for k, off in (("time_stretch", 1), ("pitch_shift", 0))
                  if augment.get(k, off) != off]
     if deforming and not cfg.data.get("random_crops", True):

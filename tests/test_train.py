@@ -112,6 +112,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("budget.max_steps=0", r"budget.max_steps=0 is invalid: allowed null or integers >= 1"),
     ("data.batches_per_epoch=0", r"data.batches_per_epoch=0 is invalid: allowed integers >= 1"),
     ("features.sound_within_db=0", r"features.sound_within_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
+    ("data.time_stretch=1.25", r"data.time_stretch=1.25 is set by the augment group \(augment.time_stretch=1.0\), whose "
+                               r"checks it skips: set augment.time_stretch=1.25 instead"),
     ("features.sound_within_db=20 augment=pitch_tempo",
      r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: set features.sound_within_db=null"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
