@@ -114,6 +114,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
     ("features.sound_within_db=0", r"features.sound_within_db=0 is invalid: allowed null or numbers in \[1e-06, inf\)"),
     ("data.time_stretch=1.25", r"data.time_stretch=1.25 is set by the augment group \(augment.time_stretch=1.0\), whose "
                                r"checks it skips: set augment.time_stretch=1.25 instead"),
+    ("experiment=paper model=cnn", r"model.stem_channels is not a setting of SpectrogramCNN, the network this run builds: "
+                                   r"an experiment preset's settings for another network\?"),
     ("features.sound_within_db=20 augment=pitch_tempo",
      r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: set features.sound_within_db=null"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
