@@ -9,6 +9,7 @@ from typing import Any
 import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from genre_vit.cli import override_value
 from genre_vit.data.audio import SHORT_CLIP_POLICIES
 from genre_vit.data.features import MASK_FILLS, NORMALIZATIONS, WINDOWS, SegmentFeatures
 from genre_vit.data.sources import ESC_SUBSETS
@@ -144,7 +145,8 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     source = str(OmegaConf.select(cfg, "data.source._target_", default=""))
     reader, needs = SPLIT_SOURCES.get(cfg.data.split, ("", ""))
     if not source.endswith(reader):
-        raise ConfigError(f"data.split={cfg.data.split} needs {needs}; this data set has none: use data.split=kfold")
+        instead = "official" if source.endswith(SPLIT_SOURCES["official"][0]) else "kfold"  # ESC-50's folds keep takes apart
+        raise ConfigError(f"data.split={cfg.data.split} needs {needs}; this data set has none: use data.split={instead}")
     if fold == "all" and cfg.data.split == "filtered":
         raise ConfigError("fold=all with data.split=filtered: GTZAN's filtered split is one fixed split, not folds "
                           "(every fold would train it again); use fold=0, or data.split=kfold for folds")
@@ -159,7 +161,7 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     trainer = cfg.trainer
     if trainer.get("max_steps", -1) == -1 and trainer.get("max_epochs") in (None, -1):
         raise ConfigError(f"trainer.max_steps={trainer.get('max_steps', -1)} and trainer.max_epochs="
-                          f"{trainer.get('max_epochs')} set no training budget: set trainer.max_steps (optimizer "
+                          f"{override_value(trainer.get('max_epochs'))} set no training budget: set trainer.max_steps (optimizer "
                           "steps) or trainer.max_epochs")
     augment = cfg.get("augment") or {}
     for key in ("time_stretch", "pitch_shift"):  # the datamodule reads data.*, which the augment group sets

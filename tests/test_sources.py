@@ -189,7 +189,7 @@ def test_esc50_clips_missing_on_disk_are_reported_and_the_rest_trains(tmp_path, 
     (("data=esc50", "data.test_fraction=0.1"), r"data.test_fraction=0.1 with data.split=official: .* set data.test_fraction=0"),
     (("data=esc50", "data.source.subset=esc20"), r"data.source.subset='esc20' is invalid: allowed \['esc50', 'esc10'\]"),
     (("data=folder", "data.split=official"), r"data.split=official needs a data set that ships its folds \(data=esc50\)"),
-    (("data=esc50", "data.split=filtered"), r"data.split=filtered needs GTZAN \(data=gtzan\); .* use data.split=kfold"),
+    (("data=esc50", "data.split=filtered"), r"data.split=filtered needs GTZAN \(data=gtzan\); .* use data.split=official"),
 ])
 def test_esc50_settings_that_cannot_work_are_refused_by_the_config_check(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

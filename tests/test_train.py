@@ -107,7 +107,7 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
      r"augment.time_stretch=1.25 deforms random crops, but data.random_crops=false: set data.random_crops=true"),
     ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: allowed null, -1 \(no limit\) or integers >= 1"),
     ("trainer.max_steps=0", r"trainer.max_steps=0 is invalid: allowed -1 \(no limit\) or integers >= 1"),
-    ("trainer.max_steps=-1", r"trainer.max_steps=-1 and trainer.max_epochs=None set no training budget"),
+    ("trainer.max_steps=-1", r"trainer.max_steps=-1 and trainer.max_epochs=null set no training budget"),
     ("budget.steps_per_track=-1", r"budget.steps_per_track=-1 is invalid: allowed numbers in \[0, inf\)"),
     ("budget.max_steps=0", r"budget.max_steps=0 is invalid: allowed null or integers >= 1"),
     ("data.batches_per_epoch=0", r"data.batches_per_epoch=0 is invalid: allowed integers >= 1"),
