@@ -199,6 +199,16 @@ def check_optimized_metric(cfg: DictConfig) -> None:
                           "use optimized_metric=val/track_acc_best")
     if metric is not None and cfg.get("baseline") is not None and metric not in BASELINE_METRICS:
         raise ConfigError(f"optimized_metric={metric} is not logged by the classical baseline: allowed {list(BASELINE_METRICS)}")
+    if metric is not None and "loss" in metric and _sweeper_direction() == "maximize":
+        raise ConfigError(f"optimized_metric={metric} with hydra.sweeper.direction=maximize: the search would look for "
+                          "the largest loss; set hydra.sweeper.direction=minimize, or optimize an accuracy")
+
+
+def _sweeper_direction() -> str | None:
+    """The running sweeper's `direction` (Optuna's: maximize or minimize), None outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().sweeper.get("direction")) if HydraConfig.initialized() else None
 
 
 # data.split -> (the source class that reads it, what to name in the refusal); kfold fits any source

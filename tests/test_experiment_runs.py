@@ -422,6 +422,25 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_optuna_search_that_would_maximise_a_loss_is_refused():
+    from hydra.core.hydra_config import HydraConfig
+
+    from genre_vit.config import ConfigError, validate
+
+    earlier = HydraConfig.instance().cfg  # what other tests of this process set: restored below
+    try:
+        cfg = compose_config("hparams_search=optuna", "optimized_metric=val/loss")
+        HydraConfig.instance().set_config(cfg)
+        with pytest.raises(ConfigError, match=r"optimized_metric=val/loss with hydra.sweeper.direction=maximize: the "
+                                              r"search would look for the largest loss; set hydra.sweeper.direction=minimize"):
+            validate(cfg, overrides=[])
+        minimizing = compose_config("hparams_search=optuna", "optimized_metric=val/loss", "hydra.sweeper.direction=minimize")
+        HydraConfig.instance().set_config(minimizing)
+        validate(minimizing, overrides=[])
+    finally:
+        HydraConfig.instance().cfg = earlier
+
+
 def test_an_optuna_trial_that_fails_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
     """Every trial here names a fold the split lacks: each fails alone, and only the end of the search says so."""
     result = run_entry_point("genre_vit.train", "hparams_search=optuna", "fold=7", "hydra.sweeper.n_trials=2",
