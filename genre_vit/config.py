@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ def _int(low: int) -> tuple[Callable[[Any], bool], str]:
 
 def _number(low: float, high: float | None = None, open_high: bool = True) -> tuple[Callable[[Any], bool], str]:
     def ok(v: Any) -> bool:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < low:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < low:
             return False
         return high is None or (v < high if open_high else v <= high)
     return ok, f"numbers in [{low}, {'inf' if high is None else high}{')' if open_high or high is None else ']'}"
@@ -64,6 +65,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimized_metric": _optional(_one_of(*LOGGED_METRICS)),
     "data.split": _one_of(*SPLITS),
     "data.source.subset": _one_of(*ESC_SUBSETS),
+    "data.source.tracks_per_genre": _int(1),
     "data.normalization": _one_of(*NORMALIZATIONS),
     "data.num_folds": _int(2),
     "data.split_seed": _int(0),

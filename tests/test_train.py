@@ -116,6 +116,9 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
                                r"checks it skips: set augment.time_stretch=1.25 instead"),
     ("experiment=paper model=cnn", r"model.stem_channels is not a setting of SpectrogramCNN, the network this run builds: "
                                    r"an experiment preset's settings for another network\?"),
+    ("data.clip_seconds=inf", r"data.clip_seconds=inf is invalid: allowed null or numbers in \[0.001, inf\)"),
+    ("optim.lr=nan", r"optim.lr=nan is invalid: allowed numbers in \[1e-12, inf\)"),
+    ("data.source.tracks_per_genre=0", r"data.source.tracks_per_genre=0 is invalid: allowed integers >= 1"),
     ("features.sound_within_db=20 augment=pitch_tempo",
      r"features.sound_within_db=20 needs undeformed crops, but augment.time_stretch=1.25: set features.sound_within_db=null"),
     ("features=mel features.n_mels=0", r"features.n_mels=0 is invalid: allowed integers >= 1"),
