@@ -45,7 +45,7 @@ def quote_paths(args: list[str]) -> list[str]:
     with `=`, quotes) quoted for it, so that a path copied from a log, metrics.json or summary.csv
     works as pasted. A value with a comma that Hydra reads as a sweep is one path if a file or
     folder of that whole name exists (`input=/music/Crosby, Stills.wav`), a sweep otherwise
-    (`ckpt_path=a.ckpt,b.ckpt`)."""
+    (`ckpt_path=a.ckpt,b.ckpt`). A path Hydra would read as a number (`data.root=2024`) stays a path."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -54,7 +54,11 @@ def quote_paths(args: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         if sep and not arg.startswith("-") and _is_path_key(key) and "${" not in value:
             try:
-                if parser.parse_override(arg).is_sweep_override() and os.path.exists(os.path.expanduser(value)):
+                override = parser.parse_override(arg)
+                if override.is_sweep_override():
+                    if os.path.exists(os.path.expanduser(value)):
+                        arg = f"{key}={hydra_quote(value)}"
+                elif isinstance(override.value(), (int, float)) and not isinstance(override.value(), bool):
                     arg = f"{key}={hydra_quote(value)}"
             except HydraException:
                 arg = f"{key}={hydra_quote(value)}"

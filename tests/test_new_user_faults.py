@@ -237,6 +237,8 @@ def test_a_sweep_jobs_checkpoint_path_works_as_pasted(tiny_run, tmp_path):
         f"ckpt_path='{job}/last.ckpt'", "ckpt_path=a.ckpt,b.ckpt", "optim.lr=1e-3"]  # a sweep stays one
     write_tone(tmp_path / "Crosby, Stills.wav", 1.0)
     assert quote_paths([f"input={tmp_path}/Crosby, Stills.wav"]) == [f"input='{tmp_path}/Crosby, Stills.wav'"]  # a file
+    assert quote_paths(["data.root=2024", "ckpt_path=null", "init_from=null"]) == [  # a folder named by digits
+        "data.root='2024'", "ckpt_path=null", "init_from=null"]
     result = run_entry_point("genre_vit.predict", f"ckpt={job}/last.ckpt", f"input={song.parent}",
                              f"output={tmp_path / 'p.csv'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
