@@ -180,8 +180,8 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
         raise ConfigError(f"features.sound_within_db={within_db} needs undeformed crops, but {deforming[0]}: "
                           "set features.sound_within_db=null or leave the deformations off")
     model = cfg.model
-    network = str(model._target_).rsplit(".", 1)[-1]
     if stray := [k for k in model if k not in ("_target_", "compile") and not _accepts(model._target_, k)]:
+        network = str(model._target_).rsplit(".", 1)[-1]
         raise ConfigError(f"model.{stray[0]} is not a setting of {network}, the network this run builds: an experiment "
                           "preset's settings for another network? Use the preset with its own network, or model=... without it")
     pools = getattr(hydra.utils.get_class(model._target_), "POOLS", None) if "pool" in model else None

@@ -17,6 +17,7 @@ class EpochHistory(L.Callback):
     def __init__(self, dirpath: str):
         self.path = Path(dirpath) / HISTORY_FILE
         self.validated_epoch: int | None = None
+        self.in_these_columns = False  # the file is known to hold this version's columns: append to it
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -31,7 +32,11 @@ class EpochHistory(L.Callback):
                     if key in metrics and (validated or not key.startswith("val/"))})
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         columns = ["epoch", *EPOCH_METRICS, "lr"]
-        rows = [] if not self.path.exists() or trainer.current_epoch == 0 else self.earlier_rows(columns)
+        if self.in_these_columns and trainer.current_epoch > 0:
+            rows = None
+        else:
+            rows = [] if not self.path.exists() or trainer.current_epoch == 0 else self.earlier_rows(columns)
+            self.in_these_columns = True
         if rows is None:
             with self.path.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=columns).writerow(row)
