@@ -19,12 +19,12 @@ from genre_vit.inference import Predictor
 from genre_vit.metrics import TrackVotes
 from genre_vit.reference import scored_tracks
 from genre_vit.runs import (
-    RECORD_FILE,
     TRACK_SCORES_FILE,
     TrackScores,
     failure_fields,
     hydra_record,
     read_record,
+    records_below,
     write_track_scores,
 )
 
@@ -39,7 +39,7 @@ class RescoreError(Exception):
 def missing_track_scores(root: Path) -> list[Path]:
     """The completed network runs below `root` (a last checkpoint and a config) without a track_scores.csv."""
     runs = []
-    for record in sorted(root.rglob(RECORD_FILE)):
+    for record in records_below(root):
         run = record.parent
         try:
             completed = (read_record(run) or {}).get("status") == "completed"

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +22,7 @@ RECORD_FILE = "metrics.json"
 TRACK_SCORES_FILE = "track_scores.csv"  # the last validation's scores of every validation track
 CROSS_VALIDATION_FILE = "cross_validation.json"  # fold=all: mean and std over the folds' runs
 HISTORY_FILE = "history.csv"  # one row per epoch (callbacks.history.EpochHistory)
+EARLIER_RUNS = "earlier_runs"  # <run dir>/earlier_runs/<n>/: what an earlier run left where a fresh one started
 STATUSES = ("completed", "failed", "interrupted")
 
 # What a run logs (`optimized_metric` must be one of these). Lightning names a metric logged per
@@ -128,6 +129,37 @@ def read_record(run_dir: str | Path) -> dict | None:
     """The run's record, or None if it wrote none (it stopped before it finished)."""
     path = Path(run_dir) / RECORD_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def records_below(root: Path) -> list[Path]:
+    """The run records (metrics.json) below `root`, sorted, without the earlier runs that fresh runs
+    set aside (set_aside_earlier_run)."""
+    return sorted(p for p in root.rglob(RECORD_FILE) if EARLIER_RUNS not in p.relative_to(root).parts)
+
+
+def set_aside_earlier_run(run_dir: str | Path, outputs: Iterable[str | Path]) -> Path | None:
+    """Move what an earlier run left in `run_dir` among `outputs` (names or paths in it: its record,
+    curves, track scores, checkpoints, logger folders) to `run_dir/earlier_runs/<n>/`, n = 1, 2, ...,
+    so that a run starting afresh there holds its own alone (summarize would read the earlier
+    record and curves as this run's, TensorBoard would merge the two runs' curves) and nothing
+    computed is lost. Returns that folder; None when nothing was left."""
+    run_dir = Path(run_dir).resolve()
+    found = []
+    for output in outputs:
+        path = (run_dir / output).resolve()
+        if path != run_dir and path.is_relative_to(run_dir):
+            top = run_dir / path.relative_to(run_dir).parts[0]  # the folder in run_dir that holds it
+            if top.exists() and top.name != EARLIER_RUNS and top not in found:
+                found.append(top)
+    if not found:
+        return None
+    earlier = run_dir / EARLIER_RUNS
+    taken = [int(p.name) for p in earlier.iterdir() if p.name.isdigit()] if earlier.is_dir() else []
+    target = earlier / str(max(taken, default=0) + 1)
+    target.mkdir(parents=True)
+    for path in found:
+        path.rename(target / path.name)
+    return target
 
 
 def failure_fields(err: BaseException) -> dict[str, str]:

@@ -29,7 +29,6 @@ from genre_vit.recipe import FEATURES_BEFORE_THEIR_KEYS  # noqa: E402
 from genre_vit.runs import (  # noqa: E402
     HISTORY_FILE,
     NOT_RESULT_KEYS,
-    RECORD_FILE,
     REFERENCE_METRICS,
     SUMMARY_METRICS,
     flattened,
@@ -37,6 +36,7 @@ from genre_vit.runs import (  # noqa: E402
     key_ends_with,
     read_record,
     read_track_scores,
+    records_below,
 )
 
 NOT_SETTINGS = ("fold", "ckpt_path", "seed")  # overrides that pick a fold, a checkpoint to resume or a repeat, not a setting
@@ -91,7 +91,7 @@ def common_overrides(jobs: list[dict]) -> set[str]:
 
 def collect_jobs(root: Path) -> list[dict]:
     """One record per run directory below `root` that holds a metrics.json or a .hydra folder."""
-    run_dirs = sorted({p.parent for p in root.rglob(RECORD_FILE)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
+    run_dirs = sorted({p.parent for p in records_below(root)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
     jobs = []
     for run_dir in run_dirs:
         overrides = job_overrides(run_dir, root)

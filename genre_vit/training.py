@@ -41,6 +41,7 @@ from genre_vit.runs import (
     key_ends_with,
     memory_mb,
     read_record,
+    set_aside_earlier_run,
     write_record,
     write_track_scores,
 )
@@ -233,11 +234,14 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 
 
-def forget_earlier_run(output_dir: Path) -> None:
-    """A run that starts afresh in a folder another run used: that run's curves and track scores
-    are not this one's (summarize would read them as its own)."""
-    for name in (HISTORY_FILE, TRACK_SCORES_FILE):
-        (output_dir / name).unlink(missing_ok=True)
+def set_aside_earlier_run_of(cfg: DictConfig, loggers: list) -> None:
+    """A run that starts afresh in a folder another run used: that run's record, curves, track
+    scores, checkpoints (the callbacks' folders) and logger folders move to `earlier_runs/<n>/`."""
+    folders = [c.get("dirpath") for c in (cfg.get("callbacks") or {}).values() if c and c.get("dirpath")]
+    outputs = [RECORD_FILE, HISTORY_FILE, TRACK_SCORES_FILE, *folders, *(logger.log_dir for logger in loggers)]
+    if moved := set_aside_earlier_run(cfg.paths.output_dir, outputs):
+        log.warning("%s held an earlier run's outputs: moved to %s, so that this fresh run's are its own "
+                    "(ckpt_path=last resumes a run instead)", cfg.paths.output_dir, moved)
 
 
 def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict | None:
@@ -254,9 +258,9 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
         callbacks.remove(stop)
         callbacks.append(stop)
     resume, resumed_at = resume_checkpoint(cfg, recipe, model.held_out, stop)
+    initialize_from(cfg, recipe, net)  # first: it may name a checkpoint of the earlier run set aside here
     if resume is None and is_main_process:
-        forget_earlier_run(Path(cfg.paths.output_dir))
-    initialize_from(cfg, recipe, net)
+        set_aside_earlier_run_of(cfg, loggers)
     max_steps = cfg.trainer.get("max_steps", -1)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1,
                                      plugins=[AtomicCheckpointIO()])
@@ -299,7 +303,6 @@ def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Reci
 def fit_baseline(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict:
     """Fit the `baseline` estimator (e.g. experiment=baseline_logreg) on per-track statistics of
     the same folds and cached features: the record's fields, as a network's."""
-    forget_earlier_run(Path(cfg.paths.output_dir))
     datamodule.prepare_data()
     datamodule.setup("fit")
     scores = fit_track_classifier(instantiate(cfg.baseline), datamodule.train_set, datamodule.val_set,
@@ -332,6 +335,8 @@ def train(cfg: DictConfig) -> dict:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     try:
         if cfg.get("baseline") is not None:
+            if is_main_process:
+                set_aside_earlier_run_of(cfg, loggers)
             fields = fit_baseline(cfg, datamodule)
         else:
             fields = fit_network(cfg, datamodule, recipe, loggers)

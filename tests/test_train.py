@@ -329,13 +329,25 @@ def test_a_run_fine_tunes_a_checkpoint_on_a_folder_of_other_classes(tiny_run, tm
     assert tab["init_from"] == str(tiny_run / "checkpoints" / "last.ckpt")  # HPARAMS tells fine-tuned runs apart
 
 
-def test_a_fresh_run_in_a_used_folder_keeps_none_of_the_earlier_runs_curves_or_scores(tmp_path, shared_cache):
+def test_a_fresh_run_in_a_used_folder_sets_the_earlier_runs_outputs_aside_and_loses_none(tmp_path, shared_cache):
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints").mkdir(parents=True)
     (run / "history.csv").write_text("epoch,val/track_acc\n0,0.9\n")  # a network's, trained here before
     (run / "track_scores.csv").write_text("track,label\n")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"an interrupted run's weights")
+    write_record(run, "interrupted", fold=1, resume="python -m genre_vit.train ckpt_path=last")
     train_in_process(run, *TINY, "experiment=baseline_logreg", "ckpt_path=last", f"paths.cache_dir={shared_cache}")
-    assert not (run / "history.csv").exists() and not (run / "track_scores.csv").exists()  # nothing was resumed
+    earlier = run / "earlier_runs" / "1"
+    assert (earlier / "checkpoints" / "last.ckpt").read_bytes() == b"an interrupted run's weights"
+    assert read_record(earlier)["status"] == "interrupted" and (earlier / "history.csv").exists()
+    assert not (run / "history.csv").exists() and not (run / "checkpoints").exists()  # nothing was resumed
+    assert read_record(run)["status"] == "completed"
+
+    train_in_process(run, *TINY, "experiment=baseline_logreg", f"paths.cache_dir={shared_cache}")  # and again
+    assert read_record(run / "earlier_runs" / "2")["status"] == "completed"
+    assert (run / "earlier_runs" / "2" / "tensorboard").is_dir() and (run / "tensorboard").is_dir()
+    summarize(tmp_path)
+    assert [row["dir"] for row in csv.DictReader((tmp_path / "summary.csv").open())] == ["run"]  # not the earlier ones
 
 
 def test_a_fold_all_job_that_completes_drops_the_failure_an_earlier_try_recorded(tmp_path, shared_cache):
