@@ -142,6 +142,20 @@ def test_test_fraction_holds_out_tracks_of_every_class_before_the_folds(tmp_path
         assert ((other.track_roles() == TEST) == (roles == TEST)).all()
 
 
+def test_a_class_whose_training_tracks_are_all_unreadable_is_one_line_naming_them(tmp_path):
+    for i in range(4):
+        write_tone(tmp_path / "songs" / "a" / f"a{i}.wav", 4.0)
+    write_tone(tmp_path / "songs" / "b" / "b_good.wav", 4.0, freq=880.0)
+    (tmp_path / "songs" / "b" / "b_bad.wav").write_bytes(b"RIFF garbage" * 100)
+    folds = [make_datamodule(tmp_path, "data=folder", f"data.root={tmp_path / 'songs'}", "data.num_folds=2", f"fold={k}")
+             for k in range(2)]
+    dm = next(d for d in folds if d.track_roles()[4] == TRAIN)  # b_bad.wav trains, b_good.wav validates
+    dm.check_classes()  # before decoding, the split trains on one track of b
+    with pytest.raises(DataError, match=r"class 'b' has no readable track to train on in fold \d of 2: its training "
+                                        r"tracks' files were skipped \(b_bad.wav; reasons in skipped.csv\)"):
+        dm.setup("fit")
+
+
 # ESC-50: classes and folds from the release's index; a fold validates only its own recordings.
 
 def recording(path: str) -> str:

@@ -325,13 +325,16 @@ class GenreDataModule(L.LightningDataModule):
                 log.warning("%s: folds %s train on none of them; %s", where, untrained, fix)
             if unvalidated:
                 log.warning("%s: folds %s validate none of them", where, unvalidated)
+            if hp.split == "kfold" and hp.test_fraction > 0 and not (mine[0] == TEST).any():
+                log.warning("%s: data.test_fraction=%s holds out none of them (it rounds to 0 tracks)", where,
+                            hp.test_fraction)
 
     def fold_roles(self, fold: int) -> np.ndarray:
         """(tracks,) TRAIN / VAL / TEST for fold `fold` of a k-fold or an official split."""
         hp, tracks = self.hparams, self.track_list
         if hp.split == "official":
             return official_roles(tracks.folds, fold)
-        return kfold_roles(tracks.labels, hp.num_folds, fold, hp.split_seed, hp.test_fraction)
+        return kfold_roles(tracks.labels, hp.num_folds, fold, hp.split_seed, hp.test_fraction, tracks.groups)
 
     def _roles_and_missing(self) -> tuple[np.ndarray, list[str]]:
         hp, tracks = self.hparams, self.track_list
@@ -365,10 +368,19 @@ class GenreDataModule(L.LightningDataModule):
         table = self._load_table()
         roles = torch.from_numpy(self.track_roles())
         skipped = self._report_skipped(table)
-        used = torch.unique(table.track_index).numpy()
+        readable = np.zeros(len(tracks), dtype=bool)
+        readable[torch.unique(table.track_index).numpy()] = True
+        training = roles.numpy() == TRAIN
         for label, name in enumerate(tracks.classes):
-            if not np.any(np.asarray(tracks.labels)[used] == label):
+            mine = np.asarray(tracks.labels) == label
+            if not (mine & readable).any():
                 raise DataError(f"class {name!r} has no readable track (all its files were skipped)")
+            if not (mine & readable & training).any():  # check_classes saw tracks to train on, before decoding
+                unread = [Path(tracks.paths[i]).name for i in np.flatnonzero(mine & training)]
+                raise DataError(f"class {name!r} has no readable track to train on in {self.split_name()}: "
+                                f"its training tracks' files were skipped ({', '.join(unread[:5])}"
+                                f"{' ...' if len(unread) > 5 else ''}; reasons in skipped.csv): replace them, "
+                                "or add tracks to the class")
         labels = torch.as_tensor(tracks.labels)[table.track_index]
         segment_role = roles[table.track_index]
         self.train_set, self.val_set, self.test_set = (
@@ -387,10 +399,13 @@ class GenreDataModule(L.LightningDataModule):
         self.counts["skipped_files"] = skipped
         if self.missing:
             self.counts["missing_tracks"] = len(self.missing)
+        log.info("Split %s (%s): %s", self.hparams.split, self.split_name(), self.counts)
+
+    def split_name(self) -> str:
+        """This run's split in words: `fold 2 of 5`, `the data set's fold 3 of 5`, `GTZAN's fault-filtered lists`."""
         hp = self.hparams
-        where = {"kfold": f"fold {hp.fold} of {hp.num_folds}", "official": f"the data set's fold {hp.fold + 1} of {hp.num_folds}",
-                 "filtered": "GTZAN's fault-filtered lists"}[hp.split]
-        log.info("Split %s (%s): %s", hp.split, where, self.counts)
+        return {"kfold": f"fold {hp.fold} of {hp.num_folds}", "official": f"the data set's fold {hp.fold + 1} of {hp.num_folds}",
+                "filtered": "GTZAN's fault-filtered lists"}[hp.split]
 
     @staticmethod
     def _subset(table: SegmentTable, labels: torch.Tensor, mask: torch.Tensor) -> SegmentBatchDataset:
