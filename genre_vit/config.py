@@ -155,6 +155,10 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     if source.endswith("SyntheticGenres") and cfg.data.clip_seconds is None:
         raise ConfigError("data.clip_seconds=null: the synthetic set is generated with tracks of data.clip_seconds "
                           "seconds; set a length (30, as GTZAN's)")
+    if cfg.features.get("sample_rate", cfg.data.sample_rate) != cfg.data.sample_rate:
+        raise ConfigError(f"features.sample_rate={cfg.features.sample_rate} differs from data.sample_rate="
+                          f"{cfg.data.sample_rate}, the rate the audio is decoded at: set data.sample_rate="
+                          f"{cfg.features.sample_rate} instead (the features follow it)")
     check_optimized_metric(cfg)
     if cfg.data.split == "official" and cfg.data.test_fraction > 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} with data.split=official: the data set's own "

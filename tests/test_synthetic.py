@@ -40,6 +40,17 @@ def test_generated_once_then_reused(tmp_path, monkeypatch):
     assert gen.tracks() == tracks
 
 
+def test_at_a_low_sample_rate_notes_above_its_band_are_rests_not_nan():
+    a = render_track("pop", seed=1234, index=37, sample_rate=8000, clip_seconds=30)  # a note above 3.6 kHz
+    assert np.isfinite(a).all() and a.std() > 0.005
+
+
+def test_a_set_folder_left_without_its_settings_is_generated_again(tmp_path):
+    gen = SyntheticGenres(root=str(tmp_path), tracks_per_genre=1, seed=5, sample_rate=8000, clip_seconds=1, workers=1)
+    (gen.folder() / "blues").mkdir(parents=True)  # e.g. what an interrupted `rm -rf` of the cache left
+    assert len(gen.tracks()) == 10 and (gen.folder() / "settings.json").exists()
+
+
 def test_changed_settings_make_a_new_set(tmp_path):
     a = SyntheticGenres(root=str(tmp_path), tracks_per_genre=1, seed=5, sample_rate=8000, clip_seconds=1, workers=1)
     b = SyntheticGenres(root=str(tmp_path), tracks_per_genre=1, seed=6, sample_rate=8000, clip_seconds=1, workers=1)

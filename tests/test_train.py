@@ -138,6 +138,8 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
      r"optimized_metric=val/loss is not logged by the classical baseline: allowed \['val/track_acc'"),
     ("data=gtzan data.root=/music data.split=filtered fold=all", r"fold=all with data.split=filtered: GTZAN's filtered split is one"),
     ("data.clip_seconds=null", r"data.clip_seconds=null: the synthetic set is generated with tracks of data.clip_seconds"),
+    ("features.sample_rate=16000", r"features.sample_rate=16000 differs from data.sample_rate=22050, the rate the audio "
+                                   r"is decoded at: set data.sample_rate=16000 instead"),
 ])
 def test_invalid_setting_stops_before_any_data_work(tmp_path, override, message):
     cfg = compose_config(*override.split(), f"paths.output_root={tmp_path}")

@@ -172,7 +172,7 @@ class Esc50Source:
         if not index.is_file():
             raise DataError(f"data.root={str(root)!r} holds no {ESC50_INDEX}: expected the ESC-50 release "
                             "(the ESC-50-master folder, with audio/ and meta/)")
-        with index.open(newline="") as f:
+        with index.open(newline="", encoding="utf-8-sig") as f:  # -sig: as a spreadsheet may save it, with a BOM
             reader = csv.DictReader(f)
             absent = [c for c in ESC50_COLUMNS if c not in (reader.fieldnames or [])]
             if absent:

@@ -204,6 +204,9 @@ class _Renderer:
             f0 = _midi_hz(midi)
             k = np.arange(1, self.partials + 1, dtype=np.float32)
             k = k[k * f0 < self.sr / 2.2]
+            if not len(k):  # even the fundamental is too high for this sample rate: a rest
+                self._notes[key] = np.zeros(length, dtype=np.float32)
+                return self._notes[key]
             amp = k ** -rolloff * np.where(k % 2 == 0, 1.0 - self.odd_bias, 1.0)
             detune = 1.0 + 0.0005 * self.rng.standard_normal(len(k))  # slight inharmonicity
             wave = (amp[:, None] * np.sin(2 * np.pi * f0 * (k * detune)[:, None] * t)).sum(0)
@@ -373,6 +376,7 @@ class SyntheticGenres:
         try:
             with build_lock(final.with_suffix(".lock"), f"the synthetic set {final}", stale=f".tmp-{final.name}-*"):
                 if not (final / "settings.json").exists():
+                    shutil.rmtree(final, ignore_errors=True)  # a folder without its settings is incomplete
                     self._generate(final)
         except (OSError, RuntimeError) as err:  # soundfile reports a full disk as "System error."
             reason = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
