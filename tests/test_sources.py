@@ -49,6 +49,16 @@ def test_a_link_to_a_file_is_the_same_track_listed_once(tmp_path):
                                                           str(tmp_path / "jazz" / "jazz1.wav")]
 
 
+def test_a_linked_folder_in_a_class_is_followed_once_and_a_link_up_the_tree_ends(tmp_path):
+    write_tone(tmp_path / "elsewhere" / "live.wav", 1.0)
+    write_tone(tmp_path / "music" / "jazz" / "jazz0.wav", 1.0, freq=500.0)
+    (tmp_path / "music" / "jazz" / "concerts").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "elsewhere")  # a cycle
+    tracks = FolderSource(str(tmp_path / "music")).tracks()
+    assert tracks.paths == [str(tmp_path / "music" / "jazz" / "concerts" / "live.wav"),
+                            str(tmp_path / "music" / "jazz" / "jazz0.wav")]
+
+
 def test_a_link_that_puts_one_file_in_two_classes_is_refused_naming_both(tmp_path):
     write_tone(tmp_path / "jazz" / "take.wav", 1.0)
     (tmp_path / "blues").mkdir()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Protocol
@@ -59,14 +60,20 @@ def why_not_audio(path: PurePath) -> str | None:
 
 def files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Audio files at any depth under `folder`, sorted, and (path, reason) for the other files.
-    Hidden files and folders (`.DS_Store`, `.git/`) are left out. Training and predict both use it."""
-    audio, ignored = [], []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+    Hidden files and folders (`.DS_Store`, `.git/`) are left out; linked folders are followed,
+    each real folder once. Training and predict both use it."""
+    audio, ignored, seen = [], [], set()
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        if (real := os.path.realpath(parent)) in seen:  # a link back up the tree, or a second link to one folder
+            folders.clear()
             continue
-        reason = why_not_audio(path)
-        audio.append(path) if reason is None else ignored.append((str(path), reason))
-    return audio, ignored
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for path in (Path(parent) / name for name in names if not name.startswith(".")):
+            if path.is_file():
+                reason = why_not_audio(path)
+                audio.append(path) if reason is None else ignored.append((str(path), reason))
+    return sorted(audio), sorted(ignored)
 
 
 def list_class_folders(root: str | Path, classes: list[str] | None = None) -> TrackList:
