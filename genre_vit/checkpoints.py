@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,22 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
-    """`torch.load(weights_only=True)`: tensors and plain data only, so unpickling never runs code."""
+    """`torch.load(weights_only=True)`: tensors and plain data only, so unpickling never runs code.
+    A checkpoint is a zip archive (as torch and Lightning save them) holding a dict with a `state_dict`."""
     if not Path(path).is_file():
         raise CheckpointError(f"{key}={path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{key}={path} is not a readable checkpoint (training writes zip archives, and this "
+                              "file is none: cut short, or another kind of file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "Weights only load failed" not in str(err):
             raise CheckpointError(f"{key}={path} is not a checkpoint ({str(err).splitlines()[0][:200]})") from None
         raise CheckpointError(f"{key}={path} holds more than tensors and plain data; refusing to load it "
                               f"({str(err).splitlines()[-1].strip()[:200]})") from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
         raise CheckpointError(f"{key}={path} is not a readable checkpoint ({str(err).splitlines()[0][:200]})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{key}={path} is not a checkpoint that training wrote (it holds no state_dict)")
+    return checkpoint

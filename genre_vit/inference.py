@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 
-from genre_vit.checkpoints import load_checkpoint
+from genre_vit.checkpoints import CheckpointError, load_checkpoint
 from genre_vit.recipe import Recipe
 from genre_vit.reference import fused_scores
 from genre_vit.statistics import track_statistics
@@ -31,7 +32,13 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
         checkpoint = load_checkpoint(path, key="ckpt")  # data only: unpickling never runs code
-        return cls(Recipe.from_checkpoint(checkpoint, path, key="ckpt"), checkpoint["state_dict"])
+        recipe = Recipe.from_checkpoint(checkpoint, path, key="ckpt")  # names only this package's modules
+        try:
+            return cls(recipe, checkpoint["state_dict"])
+        except (InstantiationException, TypeError, RuntimeError) as err:  # another version's settings or layout
+            raise CheckpointError(f"ckpt={path} does not load in this version of genre_vit, which builds its network "
+                                  f"otherwise ({str(err).strip().splitlines()[0][:200]}): predict with the version "
+                                  "that trained it") from None
 
     @torch.no_grad()
     def track_scores(self, segments: torch.Tensor, batch_size: int) -> torch.Tensor:

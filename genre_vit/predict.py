@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -55,14 +56,27 @@ def audio_files(path: Path) -> list[tuple[Path, str]]:
 def check_settings(cfg: DictConfig) -> float | None:
     """The seconds of each file to score; ValueError naming the key of a setting that cannot work."""
     check_required(cfg)
+    for key in ("ckpt", "input", "output"):
+        if not str(cfg[key]).strip():  # e.g. input=$SONG with SONG unset: the current folder, searched through
+            raise ValueError(f"{key} is empty: set it to a path")
     for key in ("top_k", "batch_size"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
             raise ValueError(f"{key}={cfg[key]!r} is invalid: allowed integers >= 1")
     seconds = cfg.clip_seconds
-    if seconds != TRAINING_CLIP and seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
+    if seconds != TRAINING_CLIP and seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(
+            seconds, bool) or not 0 < seconds < math.inf):
         raise ValueError(f"clip_seconds={seconds!r} is invalid: allowed {TRAINING_CLIP} (the checkpoint's), null (all) "
                          "or seconds > 0")
     return seconds
+
+
+def check_clip(seconds: float | None, predictor: Predictor) -> None:
+    """A `clip_seconds` too short for the checkpoint's features and short-clip policy would blame every file."""
+    shortest = predictor.decoding.usable_seconds(predictor.features.segment_seconds)
+    if seconds is not None and seconds < shortest:
+        raise ValueError(f"clip_seconds={seconds} is shorter than this checkpoint can score ({shortest:.2f} s at least, "
+                         f"by its data.short_clips={predictor.decoding.short_clips}): allowed {TRAINING_CLIP}, null "
+                         f"or seconds >= {shortest:.2f}")
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -70,6 +84,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     seconds = check_settings(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt)
     clip_seconds = predictor.decoding.clip_seconds if seconds == TRAINING_CLIP else seconds
+    check_clip(clip_seconds, predictor)
     k = min(cfg.top_k, len(predictor.class_names))
     files = audio_files(Path(cfg.input))
     output = Path(cfg.output)

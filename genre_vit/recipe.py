@@ -4,6 +4,7 @@ back from it; the one place that builds features and networks."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,6 +31,8 @@ CONFIG_SECTIONS = {"decoding": "data", "split": "data", "features": "features", 
 # checkpoint written before each did (so a resume names the difference and its fix).
 FEATURES_BEFORE_THEIR_KEYS = {"end_window": False}
 RENAMED_KEYS = {"split.fold": "fold", "batches.seed": "seed", "batches.batch_size": "data.batch_size"}
+# The recipe sections that are built with Hydra's instantiate, and the package each one's class must come from.
+BUILT_SECTIONS = {"features": "genre_vit.data.features.", "model": "genre_vit.models.", "reference": "genre_vit.reference."}
 
 
 def every_key(key: str) -> bool:
@@ -79,6 +82,10 @@ class Recipe:
         required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
         if not isinstance(saved, dict) or not required <= set(saved) <= fields:
             raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint of this version (it has no recipe)")
+        for section, package in BUILT_SECTIONS.items():
+            if problem := unbuildable(saved.get(section), package, optional=section == "reference"):
+                raise CheckpointError(f"{key}={path} is not a genre_vit checkpoint this version can build: its recipe's "
+                                      f"{section} {problem}")
         return cls(**{**saved, "features": {**FEATURES_BEFORE_THEIR_KEYS, **saved["features"]}})
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +145,39 @@ class Recipe:
                 return None
             overrides.append(f"{target}={override_value(old[key])}")
         return overrides
+
+
+def unbuildable(settings: Any, package: str, optional: bool = False) -> str | None:
+    """Why a checkpoint's recipe section may not be built, or None. Hydra's instantiate calls
+    whatever a `_target_` names, at any depth, so a section must name a torch module class of
+    `package` and hold plain settings only: a crafted checkpoint cannot make predict call anything else."""
+    if settings is None and optional:
+        return None
+    if not isinstance(settings, dict) or not isinstance(target := settings.get("_target_"), str):
+        return "names no class to build"
+    if not target.startswith(package):
+        return f"names {target!r}, not a class of {package.rstrip('.')}"
+    module, _, name = target.rpartition(".")
+    try:
+        built = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return f"names {target!r}, which this version does not have"
+    if not (isinstance(built, type) and issubclass(built, nn.Module)):
+        return f"names {target!r}, which is not a network or feature module"
+    if not _plain({k: v for k, v in settings.items() if k != "_target_"}):
+        return "holds more than plain settings (a nested _target_, another of Hydra's _keys_ or a ${...})"
+    return None
+
+
+def _plain(value: Any) -> bool:
+    """Numbers, strings, None, and lists and dicts of them, with no `_key_` or `${...}` that instantiate would act on."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and not k.startswith("_") and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(map(_plain, value))
+    if isinstance(value, str):
+        return "${" not in value  # an interpolation: instantiate would resolve it (a resolver may create folders)
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def config_key(recipe_key: str) -> str | None:

@@ -169,7 +169,11 @@ def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> No
     same_classes = source.class_names == recipe.class_names
     state = {key.removeprefix("model.net."): value for key, value in checkpoint["state_dict"].items()
              if key.startswith("model.net.") and (same_classes or not key.startswith("model.net.head."))}
-    net.load_state_dict(state, strict=same_classes)
+    try:
+        net.load_state_dict(state, strict=same_classes)
+    except RuntimeError as err:  # the same settings, another version's layout
+        raise CheckpointError(f"init_from={path} does not load in this version of genre_vit, which builds its network "
+                              f"otherwise ({str(err).strip().splitlines()[0][:200]})") from None
     log.info("init_from=%s: network weights loaded%s", path,
              "" if same_classes else f" except the head ({len(source.class_names)} other classes)")
 

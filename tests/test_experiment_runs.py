@@ -383,6 +383,11 @@ def test_predict_scores_the_seconds_the_checkpoint_validated_on_unless_told_othe
     ("top_k=0", r"error: top_k=0 is invalid: allowed integers >= 1$"),
     ("batch_size=0", r"error: batch_size=0 is invalid: allowed integers >= 1$"),
     ("clip_seconds=-3", r"error: clip_seconds=-3 is invalid: allowed training \(the checkpoint's\), null \(all\) or seconds > 0$"),
+    ("clip_seconds=true", r"error: clip_seconds=True is invalid: allowed training"),
+    ("clip_seconds=inf", r"error: clip_seconds=inf is invalid: allowed training"),
+    ("clip_seconds=0.1", r"error: clip_seconds=0.1 is shorter than this checkpoint can score \(0.50 s at least, by its "
+                         r"data.short_clips=repeat\): allowed training, null or seconds >= 0.50$"),
+    ("input=", r"error: input is empty: set it to a path$"),  # e.g. input=$SONG, SONG unset: not the whole folder
 ])
 def test_predict_settings_that_cannot_work_are_one_line_before_any_file_is_scored(tiny_run, tmp_path, override, error):
     write_tone(tmp_path / "song.wav", 9.0)
@@ -420,6 +425,34 @@ def test_predict_refuses_a_checkpoint_that_would_run_code(tmp_path):
     result = run_entry_point("genre_vit.predict", f"ckpt={tmp_path / 'evil.ckpt'}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
     assert result.returncode == 2 and not marker.exists()
     assert "refusing to load it" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_builds_only_this_packages_modules_from_plain_settings_and_else_says_why_in_one_line(tiny_run, tmp_path):
+    """A checkpoint's recipe is instantiated: a `_target_` in it could call anything (write a file)."""
+    marker = tmp_path / "written-by-the-checkpoint"
+    write = {"_target_": "pathlib.Path.write_text", "_args_": [{"_target_": "pathlib.Path", "_args_": [str(marker)]}, "x"]}
+
+    def edited(name, change):
+        checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+        change(checkpoint)
+        torch.save(checkpoint, tmp_path / name)
+        return tmp_path / name
+
+    write_tone(tmp_path / "songs" / "song.wav", 4.0)
+    refusals = {
+        tmp_path / "songs" / "song.wav": r"is not a readable checkpoint \(training writes zip archives, and this file is none",
+        edited("nested.ckpt", lambda c: c["genre_vit_recipe"]["features"].update(n_fft=write)):
+            r"its recipe's features holds more than plain settings \(a nested _target_",
+        edited("target.ckpt", lambda c: c["genre_vit_recipe"]["model"].update(write)):
+            r"its recipe's model names 'pathlib.Path.write_text', not a class of genre_vit.models$",
+        edited("layout.ckpt", lambda c: c["state_dict"].update({"model.net.renamed.weight": torch.zeros(1)})):
+            r"does not load in this version of genre_vit, which builds its network otherwise \(Error\(s\) in loading",
+        edited("weights.ckpt", lambda c: c.pop("state_dict")): r"is not a checkpoint that training wrote \(it holds no state_dict\)$",
+    }
+    for ckpt, error in refusals.items():
+        result = run_entry_point("genre_vit.predict", f"ckpt={ckpt}", f"input={tmp_path / 'songs'}", cwd=tmp_path)
+        assert result.returncode == 2 and re.search(error, result.stderr.strip().splitlines()[-1]), (ckpt, result.stderr[-2000:])
+    assert not marker.exists()
 
 
 def test_an_optuna_search_that_would_maximise_a_loss_is_refused():

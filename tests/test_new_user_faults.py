@@ -140,7 +140,7 @@ def no_space(path):
 def test_a_checkpoint_write_that_fails_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
-    io.save_checkpoint({"epoch": 1, "weights": torch.ones(1000)}, path)
+    io.save_checkpoint({"epoch": 1, "state_dict": {"weights": torch.ones(1000)}}, path)
     good = path.read_bytes()
 
     class HalfWritten:
@@ -160,7 +160,7 @@ def test_a_checkpoint_write_that_fails_leaves_the_previous_one_intact(tmp_path, 
     real_fdopen = os.fdopen
     monkeypatch.setattr("genre_vit.files.os.fdopen", lambda fd, mode: HalfWritten(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="No space left"):
-        io.save_checkpoint({"epoch": 2, "weights": torch.zeros(1000)}, path)
+        io.save_checkpoint({"epoch": 2, "state_dict": {"weights": torch.zeros(1000)}}, path)
     assert path.read_bytes() == good and load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
