@@ -191,6 +191,9 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     pools = getattr(hydra.utils.get_class(model._target_), "POOLS", None) if "pool" in model else None
     if pools is not None and model.pool not in pools:  # each network names its own poolings
         raise ConfigError(f"model.pool={model.pool!r} is invalid: allowed {list(pools)}")
+    if "embed_dim" in model and "mlp_ratio" in model and int(model.embed_dim * model.mlp_ratio) < 1:
+        raise ConfigError(f"model.mlp_ratio={model.mlp_ratio} gives the blocks' MLPs no hidden unit at model.embed_dim="
+                          f"{model.embed_dim}: allowed mlp_ratio >= {1 / model.embed_dim:.3g}")
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
@@ -323,6 +326,11 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
     """A patch shape (for networks that have one) must tile the features' (F, T) image, or the
     maps of the ViT's convolutional stem."""
     rows, cols = image_shape
+    augment = cfg.get("augment") or {}
+    for key, size, side in (("freq_mask", rows, "rows"), ("time_mask", cols, "columns")):
+        if augment.get(key, 0) > size:  # torchaudio would mask most segments whole
+            raise ConfigError(f"augment.{key}={augment[key]} is wider than the input image's {size} {side}: "
+                              f"allowed up to {size}")
     stem_patch = list(cfg.model.stem_patch) if cfg.model.get("stem_patch") else None  # both networks' patch stem
     after_patch = f" after model.stem_patch={stem_patch}" if stem_patch else ""
     channels = cfg.model.get("channels")  # a CNN: a patch stem, then blocks that halve both sides
@@ -353,5 +361,8 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
         if stride is None:
             raise ConfigError(f"model.patch_size={patch} does not tile {image}: allowed patch rows "
                               f"{_divisors(rows)} and patch columns {_divisors(cols)}") from None
+        if any(step > size for step, size in zip(stride, patch)):
+            raise ConfigError(f"model.patch_stride={list(stride)} is larger than model.patch_size={patch}: the rows or "
+                              "columns between patches would reach no token; allowed strides up to the patch size") from None
         raise ConfigError(f"model.patch_size={patch} with model.patch_stride={list(stride)} does not tile {image}: "
                           "size minus patch must be a multiple of the stride on both sides") from None

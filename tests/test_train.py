@@ -138,6 +138,10 @@ def test_tensorboard_events_hold_track_accuracy_per_epoch(tiny_run):
      r"optimized_metric=val/loss is not logged by the classical baseline: allowed \['val/track_acc'"),
     ("data=gtzan data.root=/music data.split=filtered fold=all", r"fold=all with data.split=filtered: GTZAN's filtered split is one"),
     ("data.clip_seconds=null", r"data.clip_seconds=null: the synthetic set is generated with tracks of data.clip_seconds"),
+    ("model=vit model.patch_size=[2,2] model.patch_stride=[3,3]",
+     r"model.patch_stride=\[3, 3\] is larger than model.patch_size=\[2, 2\]: the rows or columns between patches"),
+    ("augment=specaugment augment.freq_mask=200", r"augment.freq_mask=200 is wider than the input image's 128 rows"),
+    ("model=vit model.mlp_ratio=0.005", r"model.mlp_ratio=0.005 gives the blocks' MLPs no hidden unit at model.embed_dim=128"),
     ("features.sample_rate=16000", r"features.sample_rate=16000 differs from data.sample_rate=22050, the rate the audio "
                                    r"is decoded at: set data.sample_rate=16000 instead"),
 ])
