@@ -233,7 +233,9 @@ def budget_in_epochs(trainer: L.Trainer, datamodule: L.LightningDataModule, max_
         log.info("Training budget: %d optimizer steps (budget.steps_per_track=%s x %d training tracks, "
                  "from trainer.max_steps=%d up to budget.max_steps=%s)", steps, steps_per_track, train_tracks,
                  max_steps, cap)
-    steps_per_epoch = math.ceil(len(datamodule.train_dataloader()) / trainer.accumulate_grad_batches)
+    batches, limit = len(datamodule.train_dataloader()), trainer.limit_train_batches  # as Lightning limits an epoch
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    steps_per_epoch = math.ceil(max(batches, 1) / trainer.accumulate_grad_batches)
     epochs = math.ceil(steps / steps_per_epoch)
     return min(epochs, max_epochs) if max_epochs not in (None, -1) else epochs
 

@@ -183,6 +183,9 @@ def test_the_budget_is_optimizer_steps_in_whole_epochs_and_grows_with_the_traini
     accumulated = train_in_process(tmp_path / "accumulated", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0",
                                    "+trainer.accumulate_grad_batches=3")
     assert (accumulated["steps"], accumulated["epochs"]) == (9, 9)  # an epoch of 3 batches is one optimizer step
+    limited = train_in_process(tmp_path / "limited", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0",
+                               "+trainer.limit_train_batches=2")
+    assert (limited["steps"], limited["epochs"]) == (10, 5)  # Lightning's limit shortens each epoch to 2 steps
 
 
 def test_the_budget_grows_with_the_training_tracks_from_its_floor_up_to_its_ceiling():
