@@ -193,7 +193,7 @@ def validate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
         raise ConfigError(f"model.pool={model.pool!r} is invalid: allowed {list(pools)}")
     if "embed_dim" in model and "mlp_ratio" in model and int(model.embed_dim * model.mlp_ratio) < 1:
         raise ConfigError(f"model.mlp_ratio={model.mlp_ratio} gives the blocks' MLPs no hidden unit at model.embed_dim="
-                          f"{model.embed_dim}: allowed mlp_ratio >= {1 / model.embed_dim:.3g}")
+                          f"{model.embed_dim}: allowed ratios with model.embed_dim x model.mlp_ratio >= 1")
     if "embed_dim" in model and "num_heads" in model and model.embed_dim % model.num_heads:
         raise ConfigError(f"model.embed_dim={model.embed_dim} is not divisible by model.num_heads={model.num_heads}: "
                           f"allowed num_heads for this embed_dim: {_divisors(model.embed_dim)}")
@@ -323,8 +323,9 @@ def _divisors(n: int) -> list[int]:
 
 
 def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
-    """A patch shape (for networks that have one) must tile the features' (F, T) image, or the
-    maps of the ViT's convolutional stem."""
+    """What must fit the features' (F, T) image: SpecAugment's mask widths, the CNN's downsampling,
+    and a patch shape (for networks that have one), which must tile the image or the maps of the
+    ViT's convolutional stem."""
     rows, cols = image_shape
     augment = cfg.get("augment") or {}
     for key, size, side in (("freq_mask", rows, "rows"), ("time_mask", cols, "columns")):
@@ -355,14 +356,14 @@ def validate_image(cfg: DictConfig, image_shape: Sequence[int]) -> None:
         rows, cols = rows // scale[0], cols // scale[1]
         image = f"the stem's {[rows, cols]} maps (of {image})"
     patch, stride = list(patch), cfg.model.get("patch_stride")
+    if stride is not None and any(step > size for step, size in zip(stride, patch)):
+        raise ConfigError(f"model.patch_stride={list(stride)} is larger than model.patch_size={patch}: the rows or "
+                          "columns between patches would reach no token; allowed strides up to the patch size")
     try:
         check_patch_grid((rows, cols), patch, stride)  # the network's own rule, worded here
     except ValueError:
         if stride is None:
             raise ConfigError(f"model.patch_size={patch} does not tile {image}: allowed patch rows "
                               f"{_divisors(rows)} and patch columns {_divisors(cols)}") from None
-        if any(step > size for step, size in zip(stride, patch)):
-            raise ConfigError(f"model.patch_stride={list(stride)} is larger than model.patch_size={patch}: the rows or "
-                              "columns between patches would reach no token; allowed strides up to the patch size") from None
         raise ConfigError(f"model.patch_size={patch} with model.patch_stride={list(stride)} does not tile {image}: "
                           "size minus patch must be a multiple of the stride on both sides") from None

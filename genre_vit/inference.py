@@ -36,9 +36,10 @@ class Predictor:
         try:
             return cls(recipe, checkpoint["state_dict"])
         except (InstantiationException, TypeError, RuntimeError) as err:  # another version's settings or layout
+            cause = err.__cause__ or err  # Hydra's exception names the target; what it raised says why
             raise CheckpointError(f"ckpt={path} does not load in this version of genre_vit, which builds its network "
-                                  f"otherwise ({str(err).strip().splitlines()[0][:200]}): predict with the version "
-                                  "that trained it") from None
+                                  f"otherwise ({type(cause).__name__}: {str(cause).strip().splitlines()[0][:200]}): "
+                                  "predict with the version that trained it") from None
 
     @torch.no_grad()
     def track_scores(self, segments: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -141,15 +142,15 @@ def set_aside_earlier_run(run_dir: str | Path, outputs: Iterable[str | Path]) ->
     """Move what an earlier run left in `run_dir` among `outputs` (names or paths in it: its record,
     curves, track scores, checkpoints, logger folders) to `run_dir/earlier_runs/<n>/`, n = 1, 2, ...,
     so that a run starting afresh there holds its own alone (summarize would read the earlier
-    record and curves as this run's, TensorBoard would merge the two runs' curves) and nothing
-    computed is lost. Returns that folder; None when nothing was left."""
-    run_dir = Path(run_dir).resolve()
+    record and curves as this run's, TensorBoard would merge the two runs' curves) and no earlier
+    result is lost. Returns that folder; None when nothing was left."""
+    run_dir = Path(os.path.abspath(run_dir))  # not resolved: a linked checkpoints/ moves as the link
     found = []
     for output in outputs:
-        path = (run_dir / output).resolve()
+        path = Path(os.path.abspath(run_dir / output))
         if path != run_dir and path.is_relative_to(run_dir):
             top = run_dir / path.relative_to(run_dir).parts[0]  # the folder in run_dir that holds it
-            if top.exists() and top.name != EARLIER_RUNS and top not in found:
+            if (top.exists() or top.is_symlink()) and top.name != EARLIER_RUNS and top not in found:
                 found.append(top)
     if not found:
         return None

@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import math
+import os
 import shlex
 import statistics
 import time
@@ -33,6 +34,7 @@ from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
 from genre_vit.recipe import HELD_OUT_KEY, Recipe, every_key
 from genre_vit.runs import (
     CROSS_VALIDATION_FILE,
+    EARLIER_RUNS,
     HISTORY_FILE,
     NOT_RESULT_KEYS,
     RECORD_FILE,
@@ -68,6 +70,10 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     if not wanted or (wanted == "last" and stop is None):
         return wanted, None  # without GracefulStop's path Lightning looks `last` up itself
     path = stop.path if wanted == "last" else Path(wanted)
+    if EARLIER_RUNS in Path(os.path.relpath(os.path.abspath(path), os.path.abspath(cfg.paths.output_dir))).parts:
+        raise CheckpointError(f"ckpt_path={path} belongs to a run that a fresh run set aside in {cfg.paths.output_dir}: "
+                              "resumed there, it would take that run's checkpoints and curves for its own; resume it in "
+                              "a folder of its own (hydra.run.dir=NEW_FOLDER)")
     if wanted == "last" and not path.exists():
         log.warning("ckpt_path=last: no %s yet, training from the start", path)
         return None, None
@@ -244,10 +250,12 @@ def set_aside_earlier_run_of(cfg: DictConfig, loggers: list) -> None:
     """A run that starts afresh in a folder another run used: that run's record, curves, track
     scores, checkpoints (the callbacks' folders) and logger folders move to `earlier_runs/<n>/`."""
     folders = [c.get("dirpath") for c in (cfg.get("callbacks") or {}).values() if c and c.get("dirpath")]
-    outputs = [RECORD_FILE, HISTORY_FILE, TRACK_SCORES_FILE, *folders, *(logger.log_dir for logger in loggers)]
-    if moved := set_aside_earlier_run(cfg.paths.output_dir, outputs):
-        log.warning("%s held an earlier run's outputs: moved to %s, so that this fresh run's are its own "
-                    "(ckpt_path=last resumes a run instead)", cfg.paths.output_dir, moved)
+    folders += [logger.log_dir for logger in loggers if getattr(logger, "log_dir", None)]  # a local one's
+    if moved := set_aside_earlier_run(cfg.paths.output_dir, [RECORD_FILE, HISTORY_FILE, TRACK_SCORES_FILE, *folders]):
+        last = next(moved.rglob("last.ckpt"), None)
+        log.warning("%s held an earlier run's outputs: moved to %s, so that this fresh run's are its own%s",
+                    cfg.paths.output_dir, moved, f" (to go on with that run: hydra.run.dir=NEW_FOLDER ckpt_path={last})"
+                    if last else "")
 
 
 def fit_network(cfg: DictConfig, datamodule: L.LightningDataModule, recipe: Recipe, loggers: list) -> dict | None:

@@ -446,7 +446,9 @@ def test_predict_builds_only_this_packages_modules_from_plain_settings_and_else_
         edited("target.ckpt", lambda c: c["genre_vit_recipe"]["model"].update(write)):
             r"its recipe's model names 'pathlib.Path.write_text', not a class of genre_vit.models$",
         edited("layout.ckpt", lambda c: c["state_dict"].update({"model.net.renamed.weight": torch.zeros(1)})):
-            r"does not load in this version of genre_vit, which builds its network otherwise \(Error\(s\) in loading",
+            r"does not load in this version of genre_vit, which builds its network otherwise \(RuntimeError: Error\(s\) in",
+        edited("settings.ckpt", lambda c: c["genre_vit_recipe"]["model"].update(extra=1)):
+            r"builds its network otherwise \(TypeError: .*unexpected keyword argument 'extra'\): predict with the version",
         edited("weights.ckpt", lambda c: c.pop("state_dict")): r"is not a checkpoint that training wrote \(it holds no state_dict\)$",
     }
     for ckpt, error in refusals.items():

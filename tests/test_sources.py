@@ -54,9 +54,13 @@ def test_a_linked_folder_in_a_class_is_followed_once_and_a_link_up_the_tree_ends
     write_tone(tmp_path / "music" / "jazz" / "jazz0.wav", 1.0, freq=500.0)
     (tmp_path / "music" / "jazz" / "concerts").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "elsewhere")  # a cycle
+    write_tone(tmp_path / "music" / "jazz" / "zz_real" / "take.wav", 1.0, freq=700.0)
+    for name in ("a", "b", "alias"):  # links to a folder of the class: its files are listed by their own path
+        (tmp_path / "music" / "jazz" / name).symlink_to(tmp_path / "music" / "jazz" / "zz_real")
     tracks = FolderSource(str(tmp_path / "music")).tracks()
     assert tracks.paths == [str(tmp_path / "music" / "jazz" / "concerts" / "live.wav"),
-                            str(tmp_path / "music" / "jazz" / "jazz0.wav")]
+                            str(tmp_path / "music" / "jazz" / "jazz0.wav"),
+                            str(tmp_path / "music" / "jazz" / "zz_real" / "take.wav")]
 
 
 def test_a_link_that_puts_one_file_in_two_classes_is_refused_naming_both(tmp_path):
@@ -166,6 +170,13 @@ def test_a_class_whose_training_tracks_are_all_unreadable_is_one_line_naming_the
         dm.setup("fit")
 
 
+def test_a_test_fraction_that_holds_out_no_track_of_a_class_names_it(tmp_path, caplog):
+    gtzan_tree(tmp_path / "gtzan", "genres", ".au", per_genre=5)
+    make_datamodule(tmp_path, "data=gtzan", f"data.root={tmp_path / 'gtzan'}", "data.test_fraction=0.05").check_classes()
+    assert any("class 'blues' has 5 track(s) for data.num_folds=5: data.test_fraction=0.05 holds out none of them"
+               in r.getMessage() for r in caplog.records)
+
+
 # ESC-50: classes and folds from the release's index; a fold validates only its own recordings.
 
 def recording(path: str) -> str:
@@ -196,6 +207,18 @@ def test_an_official_fold_validates_its_recordings_whole_and_trains_on_every_oth
     assert validated == {"3-3000", "3-3010", "3-3038"} and not validated & trained and len(trained) == 12
     assert set(roles) == {TRAIN, VAL}
     assert dm.recordings.unique().numel() == 15  # the takes of a recording share one id (the reference's groups)
+
+
+def test_a_kfold_over_esc50_keeps_the_takes_of_a_recording_in_one_role(tmp_path):
+    esc50_tree(tmp_path / "ESC-50-master", takes="ABC")
+    for fold in range(5):
+        dm = make_datamodule(tmp_path, "data=esc50", f"data.root={tmp_path / 'ESC-50-master'}", "data.split=kfold",
+                             "data.test_fraction=0.2", f"fold={fold}")
+        roles = {}
+        for path, role in zip(dm.track_list.paths, dm.track_roles()):
+            roles.setdefault(recording(path), set()).add(int(role))
+        assert len(roles) == 15 and all(len(taken) == 1 for taken in roles.values())
+        assert {TRAIN, VAL, TEST} == set().union(*roles.values())
 
 
 def test_esc50_clips_missing_on_disk_are_reported_and_the_rest_trains(tmp_path, shared_cache, caplog):

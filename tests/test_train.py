@@ -356,6 +356,19 @@ def test_a_fresh_run_in_a_used_folder_sets_the_earlier_runs_outputs_aside_and_lo
     assert [row["dir"] for row in csv.DictReader((tmp_path / "summary.csv").open())] == ["run"]  # not the earlier ones
 
 
+def test_a_network_run_set_aside_goes_on_only_in_a_folder_of_its_own(tmp_path, shared_cache):
+    run = tmp_path / "run"
+    for _ in range(2):
+        train_in_process(run, *TINY, f"paths.cache_dir={shared_cache}")
+    earlier = run / "earlier_runs" / "1"
+    assert read_record(earlier)["status"] == read_record(run)["status"] == "completed"
+    events = [sorted(p.name for p in (folder / "tensorboard").glob("events.*")) for folder in (run, earlier)]
+    assert events[0] and events[1] and not set(events[0]) & set(events[1])  # each run's curves apart
+    with pytest.raises(CheckpointError, match=r"belongs to a run that a fresh run set aside in .*: resumed there, it would"):
+        train_in_process(run, *TINY, f"paths.cache_dir={shared_cache}", f"ckpt_path={earlier / 'checkpoints' / 'last.ckpt'}")
+    assert not (run / "earlier_runs" / "2").exists()
+
+
 def test_a_fold_all_job_that_completes_drops_the_failure_an_earlier_try_recorded(tmp_path, shared_cache):
     job = tmp_path / "job"
     job.mkdir()

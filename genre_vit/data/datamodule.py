@@ -19,7 +19,7 @@ from genre_vit.data.audio import Decoding, duration_seconds
 from genre_vit.data.cache import FeatureCache, SegmentTable, SpectrogramTable, cache_key, extract_spectrograms
 from genre_vit.data.features import PitchTimeWarp, Resize, SegmentFeatures, normalization_stats, sounding_starts
 from genre_vit.data.sources import DataError, Source, TrackList, track_id
-from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles, official_roles
+from genre_vit.data.splits import TEST, TRAIN, VAL, filtered_roles, kfold_roles, official_roles, recording_ids
 
 log = logging.getLogger(__name__)
 # Epoch e of a run seeded s shuffles with generator seed s * EPOCH_SEED_STRIDE + e, distinct for every
@@ -252,7 +252,7 @@ class GenreDataModule(L.LightningDataModule):
         """(tracks,) the id of the recording each track was cut from, for splits inside the
         training tracks that must keep a recording's takes together; None: every track is its own."""
         groups = self.track_list.groups
-        return None if groups is None else torch.as_tensor(np.unique(groups, return_inverse=True)[1])
+        return None if groups is None else torch.as_tensor(recording_ids(groups))
 
     def prepare_data(self) -> None:
         self._load_table()
@@ -326,7 +326,7 @@ class GenreDataModule(L.LightningDataModule):
             if unvalidated:
                 log.warning("%s: folds %s validate none of them", where, unvalidated)
             if hp.split == "kfold" and hp.test_fraction > 0 and not (mine[0] == TEST).any():
-                log.warning("%s: data.test_fraction=%s holds out none of them (it rounds to 0 tracks)", where,
+                log.warning("%s: data.test_fraction=%s holds out none of them (its share rounds to none)", where,
                             hp.test_fraction)
 
     def fold_roles(self, fold: int) -> np.ndarray:

@@ -68,12 +68,14 @@ def files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             folders.clear()
             continue
         seen.add(real)
-        folders[:] = [name for name in folders if not name.startswith(".")]
+        # sorted, real folders before links: a folder reached both ways is listed by its own path, in any copy of the tree
+        folders[:] = sorted((name for name in folders if not name.startswith(".")),
+                            key=lambda name: (os.path.islink(os.path.join(parent, name)), name))
         for path in (Path(parent) / name for name in names if not name.startswith(".")):
             if path.is_file():
                 reason = why_not_audio(path)
                 audio.append(path) if reason is None else ignored.append((str(path), reason))
-    return sorted(audio), sorted(ignored)
+    return sorted(audio), sorted(ignored, key=lambda item: Path(item[0]))
 
 
 def list_class_folders(root: str | Path, classes: list[str] | None = None) -> TrackList:

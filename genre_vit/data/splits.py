@@ -4,7 +4,6 @@ A split gives each track a role: TRAIN, VAL, TEST or UNUSED.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,22 +36,25 @@ def stratified_folds(labels: Sequence[int], num_folds: int, seed: int, groups: S
 
 def stratified_holdout(labels: Sequence[int], fraction: float, seed: int, groups: Sequence[str] | None = None) -> np.ndarray:
     """(tracks,) bool mask of a held-out set: `fraction` of each class's tracks (with `groups`, of
-    its recordings, whole), rounded half up, chosen by `seed`."""
+    its recordings, whole), rounded, chosen by `seed`."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 1])  # independent of the fold shuffle with the same seed
     units = _units(labels, groups)
     held = np.zeros(units.max(initial=-1) + 1, dtype=bool)
     for label in np.unique(labels):
         members = rng.permutation(np.unique(units[labels == label]))
-        held[members[: math.floor(fraction * len(members) + 0.5)]] = True
+        held[members[: int(round(fraction * len(members)))]] = True
     return held[units]
 
 
-def _units(labels: np.ndarray, groups: Sequence[str] | None) -> np.ndarray:
-    """What a split deals: each track's index, or its group's (the same for every track of a group)."""
-    if groups is None:
-        return np.arange(len(labels))
+def recording_ids(groups: Sequence[str]) -> np.ndarray:
+    """(tracks,) an integer id per distinct group: the recording each track was cut from."""
     return np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1].reshape(-1)
+
+
+def _units(labels: np.ndarray, groups: Sequence[str] | None) -> np.ndarray:
+    """What a split deals: each track's index, or its recording's id (the same for its every take)."""
+    return np.arange(len(labels)) if groups is None else recording_ids(groups)
 
 
 def kfold_roles(labels: Sequence[int], num_folds: int, fold: int, seed: int, test_fraction: float,

@@ -35,12 +35,12 @@ def check_patch_grid(img_size: Sequence[int], patch_size: Sequence[int],
                      stride: Sequence[int] | None = None) -> tuple[int, int]:
     """Return the (rows, cols) patch grid, or raise if the patches do not tile the image.
 
-    Patches `stride` apart (default: the patch size, no overlap; at most the patch size, or the
-    rows and columns between patches reach no token) must start at 0 and end exactly at the
-    image's edge, so that no row or column is silently left out."""
+    Patches `stride` apart (default: the patch size, no overlap) must start at 0 and end exactly
+    at the image's edge. (A stride larger than the patch leaves the rows and columns between
+    patches out: config.validate_image refuses it for new runs; checkpoints that have one still load.)"""
     (h, w), (ph, pw) = _pair(img_size, "img_size"), _pair(patch_size, "patch_size")
     sh, sw = _pair(stride, "patch_stride") if stride is not None else (ph, pw)
-    if min(ph, pw, sh, sw) <= 0 or sh > ph or sw > pw or ph > h or pw > w or (h - ph) % sh or (w - pw) % sw:
+    if min(ph, pw, sh, sw) <= 0 or ph > h or pw > w or (h - ph) % sh or (w - pw) % sw:
         overlap = f" with stride {[sh, sw]}" if stride is not None else ""
         raise ValueError(f"patch_size {[ph, pw]}{overlap} does not tile img_size {[h, w]}")
     return (h - ph) // sh + 1, (w - pw) // sw + 1
