@@ -26,7 +26,7 @@ lint: install  ## ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade 
 	$(BIN)/ruff check genre_vit tests
 
 test: lint  ## lint, then run the test suite, one worker per core (pytest-xdist); ARGS="-m 'not slow'" skips the slow ones
-	$(BIN)/python -m pytest -n auto --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist worksteal $(ARGS)
 
 bench: install  ## benchmark (one JSON object); ARGS="bench.quick=true" for a quick run
 	$(BIN)/python -m genre_vit.bench $(ARGS)

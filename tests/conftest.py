@@ -224,3 +224,10 @@ def assert_only_about_the_run(stderr: str) -> None:
     and Lightning's messages once, bare (its own console, imported late, would add `INFO: ` copies)."""
     assert "Tip:" not in stderr and "deprecated" not in stderr, stderr[-3000:]
     assert not any(line.startswith("INFO: ") for line in stderr.splitlines()), stderr[-3000:]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with slow tests first: pytest-xdist (`make test`) deals the tests out in this
+    order, so the long ones start early and the short ones fill the workers' ends."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file keeps its own order

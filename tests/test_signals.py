@@ -1,7 +1,8 @@
 """Interruption and resume through the real entry point: a run that sends itself a signal at a
 chosen batch (mid-epoch, after the last batch, during validation) stops where its resume,
-with `ckpt_path=last`, ends at the uninterrupted run's metrics. (A run killed from outside:
-test_kill_and_resume.py.)"""
+with `ckpt_path=last` (in this process: no signal comes), ends at the uninterrupted run's
+metrics. (A run killed from outside, resumed by its printed command: test_kill_and_resume.py.)"""
+import logging
 import shlex
 
 import pytest
@@ -13,6 +14,7 @@ from tests.conftest import (
     assert_only_about_the_run,
     metrics_of,
     start_training,
+    train_in_process,
     train_whole,
 )
 
@@ -41,6 +43,7 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
                              epochs=SHORT_EPOCHS)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == (130 if signum == "SIGINT" else 143), stderr[-3000:]
+    assert_only_about_the_run(stderr)
     stopped = metrics_of(run_dir)
     assert stopped["signal"] == signum and stopped["stopped_at"] == stopped_at
     assert stopped["last_completed_epoch"] == stopped_at["epoch"] - 1
@@ -50,10 +53,7 @@ def test_a_signal_anywhere_in_an_epoch_stops_where_the_resume_is_exact(
     else:  # the every-epoch checkpoint, written at the end of the epoch before
         assert saved["epoch"] == stopped_at["epoch"] - 1
 
-    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last", epochs=SHORT_EPOCHS)
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-3000:]
-    assert_only_about_the_run(stderr)
+    train_in_process(run_dir, *SHORT_EPOCHS, f"paths.cache_dir={shared_cache}", "ckpt_path=last")  # no signal: in here
     assert_ends_like(run_dir, uninterrupted_short)
 
 
@@ -70,13 +70,12 @@ def test_a_mid_epoch_stop_keeps_the_weight_average_exact(tmp_path_factory, tmp_p
     saved = torch.load(metrics_of(run_dir)["checkpoint"], weights_only=True)
     averaging = next(v for k, v in saved["callbacks"].items() if "Averaging" in k)
     assert averaging["latest_update_step"] == saved["global_step"]
-    resumed = start_training(tmp_path, shared_cache, run_dir, "ckpt_path=last", epochs=epochs)
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-3000:]
+    train_in_process(run_dir, *epochs, f"paths.cache_dir={shared_cache}", "ckpt_path=last")
     assert_ends_like(run_dir, uninterrupted)
 
 
-def test_an_interrupted_fold_all_run_resumes_in_its_job_folder_and_keeps_the_folds_it_finished(tmp_path, shared_cache):
+def test_an_interrupted_fold_all_run_resumes_in_its_job_folder_and_keeps_the_folds_it_finished(tmp_path, shared_cache,
+                                                                                               caplog):
     run_dir, folds = tmp_path / "run", (*SHORT_EPOCHS, "fold=all", "data.num_folds=2")
     process = start_training(tmp_path, shared_cache, run_dir, "+callbacks.signal_at._target_=tests.signal_at.SignalAt",
                              "+callbacks.signal_at.stage=train", "+callbacks.signal_at.epoch=1",
@@ -87,16 +86,14 @@ def test_an_interrupted_fold_all_run_resumes_in_its_job_folder_and_keeps_the_fol
     assert f"hydra.run.dir='{run_dir}'" in words  # the job's folder, not the fold's
     overrides = [w for w in words[3:] if not w.startswith(("+callbacks.signal_at", "paths.", "hydra.run.dir="))]
 
-    resumed = start_training(tmp_path, shared_cache, run_dir, *overrides, epochs=())
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-3000:]
-    assert f"Restored all states from the checkpoint at {run_dir / 'fold_0' / 'checkpoints' / 'last.ckpt'}" in stderr
+    with caplog.at_level(logging.INFO):
+        train_in_process(run_dir, *overrides, f"paths.cache_dir={shared_cache}")  # the resume: no signal, in here
+    restored = f"Restored all states from the checkpoint at {run_dir / 'fold_0' / 'checkpoints' / 'last.ckpt'}"
+    assert any(restored in record.getMessage() for record in caplog.records)
     summary = (run_dir / "cross_validation.json").read_text()
     records = [(run_dir / f"fold_{k}" / "metrics.json").read_text() for k in range(2)]
     assert not (run_dir / "fold_0" / "fold_0").exists()
 
-    again = start_training(tmp_path, shared_cache, run_dir, *overrides, epochs=())  # every fold had finished
-    _, stderr = again.communicate(timeout=600)
-    assert again.returncode == 0, stderr[-3000:]
+    train_in_process(run_dir, *overrides, f"paths.cache_dir={shared_cache}")  # every fold had finished
     assert (run_dir / "cross_validation.json").read_text() == summary
     assert [(run_dir / f"fold_{k}" / "metrics.json").read_text() for k in range(2)] == records

@@ -11,7 +11,7 @@ from genre_vit.data.datamodule import CropBatchDataset, CropBatchSampler
 from genre_vit.data.features import MelFeatures, PitchTimeWarp, Resize, StftFeatures, sounding_starts
 from genre_vit.models.cnn import SpectrogramCNN
 from genre_vit.models.vit import ConvTokenizer, DropPath, PatchEmbed, SpectrogramViT
-from genre_vit.training import budget_steps
+from genre_vit.training import budget_in_epochs, budget_steps
 from tests.conftest import TINY, compose_config, train_in_process
 
 
@@ -183,9 +183,16 @@ def test_the_budget_is_optimizer_steps_in_whole_epochs_and_grows_with_the_traini
     accumulated = train_in_process(tmp_path / "accumulated", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0",
                                    "+trainer.accumulate_grad_batches=3")
     assert (accumulated["steps"], accumulated["epochs"]) == (9, 9)  # an epoch of 3 batches is one optimizer step
-    limited = train_in_process(tmp_path / "limited", *TINY, *budget, "data.num_folds=3", "budget.steps_per_track=0",
-                               "+trainer.limit_train_batches=2")
-    assert (limited["steps"], limited["epochs"]) == (10, 5)  # Lightning's limit shortens each epoch to 2 steps
+
+
+def test_the_budget_counts_an_epoch_as_the_batches_lightning_limits_it_to():
+    from types import SimpleNamespace
+
+    three_batches = SimpleNamespace(prepare_data=lambda: None, setup=lambda stage: None, counts={"train_tracks": 10},
+                                    train_dataloader=lambda: range(3))
+    for limit, epochs in ((2, 5), (1.0, 3), (0.5, 9)):  # +trainer.limit_train_batches: 2 batches, all, half (1)
+        trainer = SimpleNamespace(limit_train_batches=limit, accumulate_grad_batches=1)
+        assert budget_in_epochs(trainer, three_batches, max_steps=9, max_epochs=None) == epochs
 
 
 def test_the_budget_grows_with_the_training_tracks_from_its_floor_up_to_its_ceiling():
