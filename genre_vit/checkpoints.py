@@ -33,3 +33,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{key}={path} is not a checkpoint that training wrote (it holds no state_dict)")
     return checkpoint
+
+
+def another_layout(key: str, path: str | Path, err: BaseException, fix: str = "") -> CheckpointError:
+    """The error for a checkpoint whose network this version builds otherwise (another version's
+    settings or layout): `err` is what building or loading it raised (Hydra's wrapper: its cause)."""
+    cause = err.__cause__ or err  # Hydra's exception names the target; what it raised says why
+    return CheckpointError(f"{key}={path} does not load in this version of genre_vit, which builds its network "
+                           f"otherwise ({type(cause).__name__}: {str(cause).strip().splitlines()[0][:200]}){fix}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from hydra.errors import InstantiationException
 
-from genre_vit.checkpoints import CheckpointError, load_checkpoint
+from genre_vit.checkpoints import another_layout, load_checkpoint
 from genre_vit.recipe import Recipe
 from genre_vit.reference import fused_scores
 from genre_vit.statistics import track_statistics
@@ -36,10 +36,7 @@ class Predictor:
         try:
             return cls(recipe, checkpoint["state_dict"])
         except (InstantiationException, TypeError, RuntimeError) as err:  # another version's settings or layout
-            cause = err.__cause__ or err  # Hydra's exception names the target; what it raised says why
-            raise CheckpointError(f"ckpt={path} does not load in this version of genre_vit, which builds its network "
-                                  f"otherwise ({type(cause).__name__}: {str(cause).strip().splitlines()[0][:200]}): "
-                                  "predict with the version that trained it") from None
+            raise another_layout("ckpt", path, err, ": predict with the version that trained it") from None
 
     @torch.no_grad()
     def track_scores(self, segments: torch.Tensor, batch_size: int) -> torch.Tensor:

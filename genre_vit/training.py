@@ -28,7 +28,7 @@ from genre_vit.baseline import fit_track_classifier
 from genre_vit.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from genre_vit.callbacks.cadence import ValidateLastEpoch
 from genre_vit.callbacks.stop import GracefulStop, StopRequested, interruption
-from genre_vit.checkpoints import CheckpointError, load_checkpoint
+from genre_vit.checkpoints import CheckpointError, another_layout, load_checkpoint
 from genre_vit.config import validate, validate_shapes
 from genre_vit.files import DiskFull, hold_run_folder, is_disk_full
 from genre_vit.recipe import HELD_OUT_KEY, Recipe, every_key
@@ -70,7 +70,7 @@ def resume_checkpoint(cfg: DictConfig, recipe: Recipe, held_out: dict[str, list[
     if not wanted or (wanted == "last" and stop is None):
         return wanted, None  # without GracefulStop's path Lightning looks `last` up itself
     path = stop.path if wanted == "last" else Path(wanted)
-    if EARLIER_RUNS in Path(os.path.relpath(os.path.abspath(path), os.path.abspath(cfg.paths.output_dir))).parts:
+    if Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(cfg.paths.output_dir)) / EARLIER_RUNS):
         raise CheckpointError(f"ckpt_path={path} belongs to a run that a fresh run set aside in {cfg.paths.output_dir}: "
                               "resumed there, it would take that run's checkpoints and curves for its own; resume it in "
                               "a folder of its own (hydra.run.dir=NEW_FOLDER)")
@@ -178,8 +178,7 @@ def initialize_from(cfg: DictConfig, recipe: Recipe, net: torch.nn.Module) -> No
     try:
         net.load_state_dict(state, strict=same_classes)
     except RuntimeError as err:  # the same settings, another version's layout
-        raise CheckpointError(f"init_from={path} does not load in this version of genre_vit, which builds its network "
-                              f"otherwise ({str(err).strip().splitlines()[0][:200]})") from None
+        raise another_layout("init_from", path, err) from None
     log.info("init_from=%s: network weights loaded%s", path,
              "" if same_classes else f" except the head ({len(source.class_names)} other classes)")
 

@@ -370,9 +370,9 @@ class GenreDataModule(L.LightningDataModule):
         skipped = self._report_skipped(table)
         readable = np.zeros(len(tracks), dtype=bool)
         readable[torch.unique(table.track_index).numpy()] = True
-        training = roles.numpy() == TRAIN
+        training, track_labels = roles.numpy() == TRAIN, np.asarray(tracks.labels)
         for label, name in enumerate(tracks.classes):
-            mine = np.asarray(tracks.labels) == label
+            mine = track_labels == label
             if not (mine & readable).any():
                 raise DataError(f"class {name!r} has no readable track (all its files were skipped)")
             if not (mine & readable & training).any():  # check_classes saw tracks to train on, before decoding
